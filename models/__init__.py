@@ -1,0 +1,1 @@
+"""Probabilistic programs, one module per model (installed as ``gaelp_bayes.models``)."""
