@@ -19,7 +19,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-Seed = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives identical output.")]
+Seed = Annotated[
+    int, typer.Option("--seed", help="Random seed; the same seed gives identical output.")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
 Persons = Annotated[int, typer.Option("--persons", min=1, help="Number of simulated persons.")]
 Days = Annotated[int, typer.Option("--days", min=1, help="Days of data.")]
