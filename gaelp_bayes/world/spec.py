@@ -325,3 +325,57 @@ def get_world(name: str) -> WorldSpec:
         raise GaelpError(
             f"unknown world '{name}'; known worlds: {', '.join(sorted(WORLDS))}"
         ) from None
+
+
+def assumptions_markdown(spec: WorldSpec) -> str:
+    """The world's assumptions as Markdown tables (embedded verbatim in the docs)."""
+    seg_rows = [
+        "| segment | share | in market | organic intensity /day | mean active days "
+        "| effect multiplier | activity | CTR multiplier | mobile first | login rate | value |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in spec.segments:
+        seg_rows.append(
+            f"| {s.name} | {s.share:g} | {s.in_market:g} | {s.alpha:g} | {s.window_days:g} "
+            f"| {s.beta_multiplier:g} | {s.activity:g} | {s.ctr_multiplier:g} "
+            f"| {s.mobile_share:g} | {s.login_rate:g} | {s.conversion_value:g} |"
+        )
+    ch_rows = [
+        "| channel | opportunities /device-day | competing bid median | log-sd | evening uplift "
+        "| floor | logged bid | CTR | effect per impression | effect per click "
+        "| kernel shape | kernel scale (days) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c in spec.channels:
+        ch_rows.append(
+            f"| {c.name} | {c.opportunity_rate:g} | {c.competing_median:g} "
+            f"| {c.competing_sigma:g} | {c.evening_uplift:g} | {c.floor:g} | {c.logged_bid:g} "
+            f"| {c.ctr:g} | {c.beta_impression:g} | {c.beta_click:g} | {c.kernel_shape:g} "
+            f"| {c.kernel_scale_days:g} |"
+        )
+    aff = [
+        "| segment | " + " | ".join(spec.channel_names) + " |",
+        "| --- |" + " --- |" * len(spec.channels),
+    ]
+    for s in spec.segments:
+        aff.append(
+            f"| {s.name} | "
+            + " | ".join(f"{s.channel_affinity.get(c, 1.0):g}" for c in spec.channel_names)
+            + " |"
+        )
+    return "\n".join(
+        [
+            "#### Segments",
+            "",
+            *seg_rows,
+            "",
+            "#### Channels",
+            "",
+            *ch_rows,
+            "",
+            "#### Channel affinity (multiplies opportunity rates)",
+            "",
+            *aff,
+            "",
+        ]
+    )
