@@ -1,12 +1,102 @@
-"""`gaelp-bayes validate` (placeholder: the io work replaces this module)."""
+"""`gaelp-bayes validate`: read input, check it against the data contract, print a report."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from gaelp_bayes.cli.options import (
+    InputFormat,
+    Quiet,
+    console,
+    existing_path,
+    handle_errors,
+    show_progress,
+)
+from gaelp_bayes.errors import UsageError
 
-def validate(events: Path = typer.Argument(..., help="Events file or folder.")) -> None:
+FORMATS = ("auto", "canonical", "ga4", "posthog", "criteo")
+
+
+def default_rejects(source: Path) -> Path:
+    """``./<input name>.rejects.csv`` (file stem, or folder name) in the working directory."""
+    name = source.name if source.is_dir() else source.name.split(".")[0] or source.name
+    return Path.cwd() / f"{name}.rejects.csv"
+
+
+def auctions_rejects(events_rejects: Path) -> Path:
+    """Rejects path for auctions next to an explicit events rejects path: ``X.auctions.csv``."""
+    return events_rejects.with_name(f"{events_rejects.stem}.auctions{events_rejects.suffix}")
+
+
+@handle_errors
+def validate(
+    events: Annotated[
+        Path, typer.Argument(help="Events file (CSV or Parquet) or a folder of them.")
+    ],
+    auctions: Annotated[
+        Path | None, typer.Option("--auctions", help="Auctions (bid log) file or folder.")
+    ] = None,
+    fmt: InputFormat = "auto",
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict/--lenient",
+            help="--strict fails on any bad row; --lenient keeps the valid rows and writes "
+            "the bad ones to the rejects file.",
+        ),
+    ] = True,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="Where --lenient writes rejected rows (.csv or .parquet); default "
+            "./<input name>.rejects.csv. Auctions go to <name>.auctions.<ext>.",
+        ),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
     """Read and check input against the data contract and print a report."""
-    raise typer.Exit(code=1)
+    from gaelp_bayes.io import read_auctions, read_events
+    from gaelp_bayes.progress import steps
+
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got '{fmt}'")
+    existing_path(events, "events input")
+    if auctions is not None:
+        existing_path(auctions, "auctions input")
+    mode = "strict" if strict else "lenient"
+    jobs: list[tuple[str, Path, Path | None]] = [("events", events, None)]
+    if auctions is not None:
+        jobs.append(("auctions", auctions, None))
+    if not strict or rejects is not None:
+        jobs = [(kind, path, _rejects_for(kind, path, rejects)) for kind, path, _ in jobs]
+
+    reports = []
+    with steps(show_progress(quiet)) as step:
+        for kind, path, rejects_path in jobs:
+            step(f"reading {kind} from {path}")
+            reader = read_events if kind == "events" else read_auctions
+            reports.append(reader(path, mode=mode, rejects_path=rejects_path, fmt=fmt).report)
+    for i, report in enumerate(reports):
+        if i:
+            console.print("")
+        console.print(report.render(), markup=False)
+        if mode == "lenient":
+            if report.rejects_path:
+                console.print(
+                    f"{report.rows_rejected + report.duplicates_dropped:,} row(s) not kept were "
+                    f"written to {report.rejects_path}",
+                    markup=False,
+                )
+            else:
+                console.print(f"no {report.table} rows rejected; no rejects file written.")
+
+
+def _rejects_for(kind: str, source: Path, rejects: Path | None) -> Path:
+    if rejects is None:
+        return default_rejects(source)
+    return rejects if kind == "events" else auctions_rejects(rejects)
