@@ -305,7 +305,7 @@ def _problems(
         "as many fields as the header (a value may not contain a line break)",
         "r._gb_text",
     )
-    if spec.key:
+    if spec.key and spec.key in originals:
         described[bits.duplicate] = (
             f"duplicate {spec.key} (the first valid row is kept, the rest dropped)",
             spec.key,

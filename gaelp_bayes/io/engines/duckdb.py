@@ -27,18 +27,24 @@ _MAX_US = 253402300799999999
 _ISO_NAIVE = r"\s*\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?\s*"
 
 
+_INTEGERS = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+    "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT",
+}  # fmt: skip
+
+
 def source_type(duck_type: str) -> SourceType:
     """Map a DuckDB column type name to the pipeline's :data:`SourceType`."""
     t = duck_type.upper()
     if t == "VARCHAR":
         return "string"
-    if t in {"BOOLEAN"}:
+    if t == "BOOLEAN":
         return "bool"
-    if t in {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"} or t.startswith("U"):
+    if t in _INTEGERS:
         return "integer"
     if t in {"FLOAT", "DOUBLE", "REAL"} or t.startswith("DECIMAL"):
         return "float"
-    if t == "TIMESTAMP WITH TIME ZONE":
+    if t.startswith("TIMESTAMPTZ") or t.endswith("WITH TIME ZONE"):
         return "timestamp_tz"
     if t.startswith("TIMESTAMP"):
         return "timestamp_naive"
