@@ -21,8 +21,16 @@ FORMATS = ("auto", "canonical", "ga4", "posthog", "criteo")
 
 
 def default_rejects(source: Path) -> Path:
-    """``./<input name>.rejects.csv`` (file stem, or folder name) in the working directory."""
-    name = source.name if source.is_dir() else source.name.split(".")[0] or source.name
+    """``./<input name>.rejects.csv`` in the working directory.
+
+    The input name is a folder's name, or a file's name without ``.csv``,
+    ``.csv.gz`` or ``.parquet``.
+    """
+    name = source.name
+    for suffix in (".csv.gz", ".csv", ".parquet"):
+        if not source.is_dir() and name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
     return Path.cwd() / f"{name}.rejects.csv"
 
 

@@ -151,3 +151,14 @@ def test_example_world_validates_clean(small_world):
     )
     assert res.exit_code == 0, res.output
     assert res.output.count("rows rejected               0") == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("events.csv", "events"), ("my.events.csv.gz", "my.events"), ("e.parquet", "e")],
+)
+def test_default_rejects_name(tmp_path, monkeypatch, name, expected):
+    from gaelp_bayes.cli.validate import default_rejects
+
+    monkeypatch.chdir(tmp_path)
+    assert default_rejects(tmp_path / name) == tmp_path / f"{expected}.rejects.csv"

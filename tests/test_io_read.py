@@ -54,7 +54,7 @@ def expected_good() -> pd.DataFrame:
         ],
         utc=True,
     ).as_unit("us")
-    s = pd.StringDtype()
+    s = pd.StringDtype("pyarrow")
     na = pd.NA
     return pd.DataFrame(
         {
@@ -509,3 +509,22 @@ def test_contract_checker_agrees(tmp_path, messy_csv):
 
 def test_spec_required_columns():
     assert EVENTS.required == ("device_id", "timestamp", "event_type")
+
+
+def test_pandas_index_column_and_gzip_csv(tmp_path):
+    """``df.to_csv()`` with its unnamed index column, gzip-compressed, reads fine."""
+    df = pd.DataFrame(
+        {"device_id": ["a", ""], "timestamp": ["2024-01-01T00:00:00Z"] * 2, "event_type": "visit"}
+    )
+    path = tmp_path / "e.csv.gz"
+    df.to_csv(path)
+    res = read_events(path, mode="lenient", rejects_path=tmp_path / "r.csv")
+    assert res.table["device_id"].tolist() == ["a"]
+    assert res.report.ignored_columns == ["unnamed_1"]
+    assert pd.read_csv(tmp_path / "r.csv")["unnamed_1"].tolist() == [1]
+
+
+def test_rejects_file_may_not_be_an_input(messy_csv):
+    with pytest.raises(UsageError, match="is one of the inputs"):
+        read_events(messy_csv, mode="lenient", rejects_path=messy_csv)
+    assert "b1,d3,yesterday" in messy_csv.read_text()

@@ -69,7 +69,10 @@ def _read(
     try:
         table = pcsv.read_csv(
             source.path,
-            read_options=pcsv.ReadOptions(use_threads=use_threads),
+            # Our own header names (unnamed columns named, see sources.py).
+            read_options=pcsv.ReadOptions(
+                use_threads=use_threads, column_names=list(source.columns), skip_rows=1
+            ),
             parse_options=pcsv.ParseOptions(
                 ignore_empty_lines=False, invalid_row_handler=on_invalid
             ),

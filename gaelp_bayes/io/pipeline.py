@@ -25,7 +25,7 @@ from gaelp_bayes.errors import DataError, Problem
 from gaelp_bayes.io.contract import TableSpec
 from gaelp_bayes.io.engines.base import ROW, Engine, LoadedSource, literal, quote
 from gaelp_bayes.io.report import FileSummary, ValidationReport
-from gaelp_bayes.io.rules import NAIVE, Rule, parsed_columns, rules_for
+from gaelp_bayes.io.rules import NAIVE, Rule, file_columns, finished_columns, rules_for
 from gaelp_bayes.io.sources import SourceFile
 from gaelp_bayes.io.summary import summarize
 
@@ -65,12 +65,15 @@ def check_required_columns(spec: TableSpec, files: list[SourceFile]) -> None:
             if name in f.columns:
                 continue
             near = [c for c in f.columns if c.strip().lower() == name]
+            expected = f"the columns {', '.join(spec.required)} (names are case-sensitive)"
+            if len(f.columns) == 1 and any(d in f.columns[0] for d in ";\t|"):
+                expected += "; the file seems not to be comma-separated, which CSV input must be"
             problems.append(
                 Problem(
                     file=f.display,
                     reason=f"required column missing (columns found: {found or 'none'})",
                     column=name,
-                    expected=f"the columns {', '.join(spec.required)} (names are case-sensitive)",
+                    expected=expected,
                     found=near,
                 )
             )
@@ -111,7 +114,7 @@ def run(
             }
         ),
     )
-    bits = _Bits(rules_for(spec))
+    bits = _Bits(rules_for(spec, engine))
     _stage(spec, engine, loaded, bits)
     malformed = _register_malformed(engine, loaded)
     (n_bad,) = engine.fetch("SELECT count(*) FROM gb_staged WHERE _gb_bad <> 0")[0]
@@ -170,11 +173,17 @@ def run(
 
 
 def _stage(spec: TableSpec, engine: Engine, loaded: list[LoadedSource], bits: _Bits) -> None:
-    selects = []
-    for i, ld in enumerate(loaded):
-        items = parsed_columns(spec, ld.types, engine)
-        cols = ", ".join(f"{expr} AS {quote(alias)}" for alias, expr in items.items())
-        selects.append(f"SELECT {i} AS _gb_file, {ROW}, {cols} FROM gb_src_{i}")
+    """Create ``gb_staged``: canonical columns of every row plus its rule bit mask."""
+
+    def select(items: dict[str, str]) -> str:
+        return ", ".join(f"{expr} AS {quote(alias)}" for alias, expr in items.items())
+
+    per_file = " UNION ALL ".join(
+        f"SELECT {i} AS _gb_file, {ROW}, {select(file_columns(spec, ld.types, engine))} "
+        f"FROM gb_src_{i}"
+        for i, ld in enumerate(loaded)
+    )
+    finished = f"SELECT _gb_file, {ROW}, {select(finished_columns(spec, engine))} FROM ({per_file}) AS converted"
     mask = " + ".join(
         f"CASE WHEN coalesce({r.condition}, FALSE) THEN {1 << k} ELSE 0 END"
         for k, r in enumerate(bits.rules)
@@ -182,7 +191,7 @@ def _stage(spec: TableSpec, engine: Engine, loaded: list[LoadedSource], bits: _B
     names = ", ".join(quote(c) for c in spec.names)
     engine.execute(
         f"CREATE TEMP TABLE gb_staged AS SELECT _gb_file, {ROW}, {names}, {NAIVE}, "
-        f"CAST({mask} AS BIGINT) AS _gb_bad FROM ({' UNION ALL '.join(selects)}) AS parsed"
+        f"CAST({mask} AS BIGINT) AS _gb_bad FROM ({finished}) AS finished"
     )
 
 

@@ -1,10 +1,12 @@
 """From contract specs to SQL: parsing expressions and bad-row rules.
 
-For each file the pipeline selects, per contract column, a *parsed* value in
-the canonical type and, where parsing can fail, an ``_gb_invalid_<column>``
-flag (a non-empty cell that did not parse). :func:`rules_for` then lists the
-rules that make a row bad, each a SQL condition over those parsed columns.
-The spelling of the few dialect-specific pieces comes from the engine.
+Staging happens in two steps so that each conversion is written (and
+computed) once: :func:`file_columns` converts one file's cells according to
+how the file stores them, and :func:`finished_columns`, over the union of all
+files, yields the canonical value of every contract column and, where parsing
+can fail, an ``_gb_invalid_<column>`` flag. :func:`rules_for` then lists the
+rules that make a row bad, each a SQL condition over those columns. The
+spelling of the few dialect-specific pieces comes from the engine.
 """
 
 from __future__ import annotations
@@ -38,21 +40,49 @@ class Rule:
     show_found: bool = True
 
 
-def parsed_columns(spec: TableSpec, types: dict[str, SourceType], engine: Engine) -> dict[str, str]:
-    """SQL select items (alias -> expression) that parse one file's columns.
+def present_flag(name: str) -> str:
+    """Name of the staged flag that marks a non-empty cell of column ``name``."""
+    return f"_gb_present_{name}"
 
-    Contract columns absent from the file become typed NULLs, so every file
-    yields the same columns and the per-file selects can be unioned.
+
+def raw_value(name: str) -> str:
+    """Name of the staged number of a float column before NaN/infinity handling."""
+    return f"_gb_raw_{name}"
+
+
+def file_columns(spec: TableSpec, types: dict[str, SourceType], engine: Engine) -> dict[str, str]:
+    """Select items (alias -> SQL) that convert one file's columns; the first stage.
+
+    This stage depends on how the file stores each column (text in CSV,
+    typed in Parquet). Contract columns absent from the file become typed
+    NULLs, so every file yields the same columns and the selects can be
+    unioned; :func:`finished_columns` then works on the union.
     """
     items: dict[str, str] = {}
     for col in spec.columns:
-        source = types.get(col.name)
-        value, invalid = _parse(col, source, engine)
-        items[col.name] = value
-        if col.kind != "string":
-            items[invalid_flag(col.name)] = invalid
+        items.update(_convert(col, types.get(col.name), engine))
+    return items
+
+
+def finished_columns(spec: TableSpec, engine: Engine) -> dict[str, str]:
+    """Select items over the union of :func:`file_columns`: canonical values and
+    ``_gb_invalid_<column>`` flags (a non-empty cell that did not parse)."""
+    items: dict[str, str] = {}
+    for col in spec.columns:
+        x, present = quote(col.name), present_flag(col.name)
+        if col.kind == "float":
+            raw = raw_value(col.name)
+            items[col.name] = f"CASE WHEN {engine.is_finite(raw)} THEN {raw} END"
+            # NaN is how pandas spells "missing"; text that is no number and
+            # infinities are invalid.
+            not_a_number = f"NOT {engine.is_finite(raw)} AND NOT {engine.is_nan(raw)}"
+            items[invalid_flag(col.name)] = f"{present} AND coalesce({not_a_number}, TRUE)"
+        else:
+            items[col.name] = x
+            if col.kind != "string":
+                items[invalid_flag(col.name)] = f"{present} AND {x} IS NULL"
         if col.kind == "timestamp":
-            items[NAIVE] = _naive(source, engine, quote(col.name))
+            items[NAIVE] = NAIVE
     return items
 
 
@@ -65,70 +95,66 @@ def _sql_type(col: Column, engine: Engine) -> str:
     }[col.kind]
 
 
-def _parse(col: Column, source: SourceType | None, engine: Engine) -> tuple[str, str]:
-    """(parsed value, invalid flag) expressions of one column of one file."""
+def _convert(col: Column, source: SourceType | None, engine: Engine) -> dict[str, str]:
+    """First-stage items of one column of one file."""
+    name, present = col.name, present_flag(col.name)
+    value = raw_value(name) if col.kind == "float" else name
     if source is None:
-        return f"CAST(NULL AS {_sql_type(col, engine)})", "FALSE"
-    x = quote(col.name)
+        sql_type = "DOUBLE" if col.kind == "float" else _sql_type(col, engine)
+        items = {value: f"CAST(NULL AS {sql_type})"}
+        if col.kind != "string":
+            items[present] = "FALSE"
+        if col.kind == "timestamp":
+            items[NAIVE] = "FALSE"
+        return items
+
+    x = quote(name)
+    is_text = source not in {"integer", "float", "bool", "timestamp_tz", "timestamp_naive", "date"}
     text = x if source == "string" else engine.to_text(x)
-    text_present = f"NULLIF(trim({text}), '') IS NOT NULL"
+    is_present = f"coalesce({text} <> '', FALSE)" if is_text else f"{x} IS NOT NULL"
 
     if col.kind == "string":
-        return f"NULLIF({text}, '')", "FALSE"
+        return {value: f"NULLIF({text}, '')"}
     if col.kind == "timestamp":
-        typed = {
+        converted = {
             "timestamp_tz": f"CAST({x} AS {engine.timestamp_type})",
             "timestamp_naive": engine.timestamp_from_naive(x),
             "date": engine.timestamp_from_naive(x),
             "integer": engine.timestamp_from_epoch_us(x),
-        }.get(source)
-        value = typed or engine.timestamp_from_text(text)
-        present = f"{x} IS NOT NULL" if typed else text_present
-        return value, f"({present} AND ({value}) IS NULL)"
+        }.get(source) or engine.timestamp_from_text(text)
+        if source in {"timestamp_naive", "date"}:
+            naive = f"{x} IS NOT NULL"
+        elif source in {"timestamp_tz", "integer"}:
+            naive = "FALSE"
+        else:
+            naive = f"coalesce({engine.text_without_offset(text)}, FALSE)"
+        return {value: converted, present: is_present, NAIVE: naive}
     if col.kind == "float":
         numeric = source in {"integer", "float"}
-        raw = f"CAST({x} AS DOUBLE)" if numeric else engine.try_double(f"NULLIF(trim({text}), '')")
-        present = f"{x} IS NOT NULL" if numeric else text_present
-        # NaN is how pandas spells "missing"; infinities are invalid.
-        value = f"CASE WHEN {engine.is_finite(raw)} THEN {raw} END"
-        nan = f"coalesce({engine.is_nan(raw)}, FALSE)"
-        return value, f"({present} AND ({value}) IS NULL AND NOT {nan})"
+        converted = f"CAST({x} AS DOUBLE)" if numeric else engine.try_double(text)
+        return {value: converted, present: is_present}
     # bool
     if source == "bool":
-        return x, "FALSE"
-    if source in {"integer", "float"}:
-        value = f"CASE WHEN {x} = 1 THEN TRUE WHEN {x} = 0 THEN FALSE END"
-        present = f"{x} IS NOT NULL"
+        converted = x
+    elif source in {"integer", "float"}:
+        converted = f"CASE WHEN {x} = 1 THEN TRUE WHEN {x} = 0 THEN FALSE END"
     else:
-        value = (
-            f"CASE lower(trim({text})) WHEN 'true' THEN TRUE WHEN '1' THEN TRUE "
-            f"WHEN 'false' THEN FALSE WHEN '0' THEN FALSE END"
-        )
-        present = text_present
-    return value, f"({present} AND ({value}) IS NULL)"
+        converted = engine.bool_from_text(text)
+    return {value: converted, present: is_present}
 
 
-def _naive(source: SourceType | None, engine: Engine, x: str) -> str:
-    if source in {"timestamp_naive", "date"}:
-        return f"({x} IS NOT NULL)"
-    if source in {"string", "other"}:
-        text = x if source == "string" else engine.to_text(x)
-        return engine.text_without_offset(text)
-    return "FALSE"
-
-
-def rules_for(spec: TableSpec) -> list[Rule]:
+def rules_for(spec: TableSpec, engine: Engine) -> list[Rule]:
     """Every rule of ``spec`` that can make a row bad, in a stable order."""
     rules: list[Rule] = []
     for col in spec.columns:
-        rules.extend(_column_rules(col))
+        rules.extend(_column_rules(col, engine))
     return rules
 
 
-def _column_rules(col: Column) -> list[Rule]:
+def _column_rules(col: Column, engine: Engine) -> list[Rule]:
     x = quote(col.name)
     out: list[Rule] = []
-    empty = f"({x} IS NULL OR trim({x}) = '')" if col.kind == "string" else f"{x} IS NULL"
+    empty = engine.is_blank(x) if col.kind == "string" else f"{x} IS NULL"
     not_invalid = "" if col.kind == "string" else f" AND NOT {invalid_flag(col.name)}"
     if col.kind == "timestamp":
         out.append(

@@ -116,7 +116,9 @@ def _csv_header(path: Path, display: str) -> list[str]:
             f"{display}: the file is empty or starts with a blank line; "
             "expected a header line with the column names."
         )
-    return next(csv.reader(io.StringIO(line)))
+    names = next(csv.reader(io.StringIO(line)))
+    # An unnamed column (pandas' index written by ``to_csv``) gets a name.
+    return [name or f"unnamed_{i + 1}" for i, name in enumerate(names)]
 
 
 def _parquet_header(path: Path, display: str) -> list[str]:

@@ -144,6 +144,14 @@ class Engine(ABC):
     def first_values(self, expr: str, order_by: str, n: int) -> str:
         """Aggregate: the first ``n`` values of ``expr`` in a group, ordered by ``order_by``."""
 
+    @abstractmethod
+    def bool_from_text(self, expr: str) -> str:
+        """TRUE for true/1, FALSE for false/0 (any case, spaces around allowed), else NULL."""
+
+    def is_blank(self, expr: str) -> str:
+        """TRUE where a text value is NULL, empty or only spaces."""
+        return f"({expr} IS NULL OR trim({expr}) = '')"
+
     def to_text(self, expr: str) -> str:
         """Any value as text."""
         return f"CAST({expr} AS {self.text_type})"

@@ -108,16 +108,22 @@ class DuckDBEngine(Engine):
     # --- dialect hooks ---------------------------------------------------
 
     def timestamp_from_text(self, expr: str) -> str:
+        # Cheapest test first: almost every value starts with a 4-digit year.
         t = f"trim({expr})"
         return (
-            f"CASE WHEN regexp_full_match({t}, '-?\\d{{1,19}}') "
+            f"CASE WHEN {expr} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*' "
+            f"THEN TRY_CAST({expr} AS TIMESTAMPTZ) "
+            f"WHEN regexp_full_match({expr}, '\\s*-?\\d{{1,19}}\\s*') "
             f"THEN {self.timestamp_from_epoch_us(f'TRY_CAST({t} AS BIGINT)')} "
-            f"WHEN regexp_matches({t}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}') "
+            f"WHEN regexp_matches({expr}, '^\\s+\\d{{4}}-\\d{{2}}-\\d{{2}}') "
             f"THEN TRY_CAST({t} AS TIMESTAMPTZ) END"
         )
 
     def text_without_offset(self, expr: str) -> str:
-        return f"regexp_full_match({expr}, '{_ISO_NAIVE}')"
+        return (
+            f"CASE WHEN ends_with({expr}, 'Z') OR contains({expr}, '+') THEN FALSE "
+            f"ELSE regexp_full_match({expr}, '{_ISO_NAIVE}') END"
+        )
 
     def timestamp_from_epoch_us(self, expr: str) -> str:
         return (
@@ -134,6 +140,21 @@ class DuckDBEngine(Engine):
 
     def is_finite(self, expr: str) -> str:
         return f"isfinite({expr})"
+
+    def bool_from_text(self, expr: str) -> str:
+        return (
+            f"CASE WHEN {expr} IN ('true', 'True', 'TRUE', '1') THEN TRUE "
+            f"WHEN {expr} IN ('false', 'False', 'FALSE', '0') THEN FALSE "
+            f"ELSE CASE lower(trim({expr})) WHEN 'true' THEN TRUE WHEN '1' THEN TRUE "
+            f"WHEN 'false' THEN FALSE WHEN '0' THEN FALSE END END"
+        )
+
+    def is_blank(self, expr: str) -> str:
+        # Only values that start with a space need the (slower) trim.
+        return (
+            f"CASE WHEN {expr} IS NULL THEN TRUE WHEN {expr} GLOB '[! ]*' THEN FALSE "
+            f"ELSE trim({expr}) = '' END"
+        )
 
     def is_nan(self, expr: str) -> str:
         return f"isnan({expr})"
