@@ -9,6 +9,7 @@ are refused with a clear message when asked for, and skipped by default.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,10 +80,14 @@ def fit(
     step: Callable[[str], None] = lambda _msg: None,
 ) -> Path:
     """Fit the chosen models on an events export and write a bundle."""
-    from gaelp_bayes.io import read_events
+    from gaelp_bayes.io import read_auctions, read_events
 
     step("reading and validating events")
     events = read_events(events_path, mode="strict", fmt=fmt).table
+    auctions = None
+    if auctions_path is not None:
+        step("reading and validating auctions")
+        auctions = read_auctions(auctions_path, mode="strict").table
     if events.empty:
         raise UsageError(f"{events_path}: no events to fit")
     end = parse_as_of(as_of, events)
@@ -91,6 +96,8 @@ def fit(
             f"--as-of {end} is before the first event ({events['timestamp'].min()}); nothing to fit"
         )
     events = events[events["timestamp"] <= end]
+    if auctions is not None:
+        auctions = auctions[auctions["timestamp"] <= end]
     chosen = list(models) if models is not None else available_models()
     missing = [m for m in chosen if m not in available_models()]
     if missing:
@@ -104,7 +111,10 @@ def fit(
     for name in chosen:
         step(f"fitting {name}")
         module = importlib.import_module(MODELS[name])
-        model = module.fit(events, end, config, person_map=None)
+        kwargs = {}
+        if "auctions" in inspect.signature(module.fit).parameters:
+            kwargs["auctions"] = auctions
+        model = module.fit(events, end, config, person_map=None, **kwargs)
         warn_if_poor(model.diagnostics(), name)
         fitted.append(model)
     step("writing bundle")

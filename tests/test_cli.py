@@ -99,3 +99,77 @@ def test_console_script_runs(tmp_path):
     )
     assert res.returncode == 1
     assert "unknown world" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_fit_writes_a_contract_bundle(small_world, check_contract, tmp_path):
+    """fit on the example world's export (the market model alone keeps this fast)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "bundle"
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            str(small_world / "events.parquet"),
+            "--auctions",
+            str(small_world / "auctions.parquet"),
+            "--out",
+            str(out),
+            "--models",
+            "market",
+            "--draws",
+            "50",
+            "--tune",
+            "50",
+            "--chains",
+            "1",
+            "--seed",
+            "3",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    check = subprocess.run(
+        [sys.executable, str(check_contract), "bundle", str(out)], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["models"] == ["market"]
+    assert manifest["config"]["sampler"]["draws"] == 50
+    assert set(manifest["diagnostics"]["market"]) >= {"max_rhat", "min_ess_bulk", "divergences"}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--models", "market,psychic"], 2, "unknown model(s) psychic"),
+        (["--as-of", "yesterday-ish"], 2, "--as-of"),
+        (["--as-of", "1999-01-01T00:00:00Z"], 2, "before the first event"),
+    ],
+)
+def test_fit_user_errors(small_world, tmp_path, args, code, message):
+    res = runner.invoke(
+        app, ["fit", str(small_world / "events.parquet"), "--out", str(tmp_path / "b"), *args]
+    )
+    assert res.exit_code == code, res.output
+    assert message in res.output and "Traceback" not in res.output
+
+
+def test_fit_missing_input_and_bad_config(tmp_path, small_world):
+    res = runner.invoke(app, ["fit", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 1 and "does not exist" in res.output
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[sampler]\nchains = 0\n")
+    res = runner.invoke(
+        app,
+        [
+            "fit",
+            str(small_world / "events.parquet"),
+            "--out",
+            str(tmp_path / "b"),
+            "--config",
+            str(cfg),
+        ],
+    )
+    assert res.exit_code == 1 and "sampler.chains" in res.output
