@@ -162,7 +162,7 @@ def market_data(
     summary says so).
     """
     touch = events[events["event_type"].isin(["impression", "click"])]
-    if touch.empty:
+    if touch.empty and (auctions is None or auctions.empty):
         raise DataError(
             "the market model needs impressions or clicks in events; found none",
             hint="fit without 'market' (--models ...) or export ad impressions too",
@@ -195,6 +195,8 @@ def market_data(
         else pd.Series(ALL_SEGMENTS, touch.index)
     )
     channels = sorted(set(touch["channel"].dropna().astype(str)) | set(rows["channel"]))
+    if not channels:
+        raise DataError("the market model found no channel with impressions or auctions")
     segments = sorted(set(seg_col) | (set(auc_seg) if auc_seg is not None else set()))
     cidx = {c: i for i, c in enumerate(channels)}
     C, S = len(channels), len(segments)

@@ -180,3 +180,43 @@ def test_recovers_example_world_market(tmp_path, seed):
     cover = np.mean(inside)
     assert cover >= 0.8, f"coverage {cover:.2f} over {len(inside)} parameters"
     assert m.diagnostics().max_rhat < 1.05
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: a single log-normal per channel misfits the real price distribution's "
+    "left tail (bids 14-19: predicted 0.119 vs 0.0995 implied by the train prices); a mixture "
+    "landscape is the planned fix (docs/market.md)",
+)
+def test_ipinyou_2259_win_rate_matches_the_train_market():
+    """Real data: fitted with censoring (losses only say "above the bid"), the predicted
+    win rate at the test bids matches what the train market's full prices imply.
+
+    The file also lists every market price, which a bidder never sees; the
+    empirical win rate of those prices is the in-distribution truth. (The
+    test file's own market drifted upwards; docs/market.md shows that too.)
+    """
+    import sys
+    from pathlib import Path
+
+    from gaelp_bayes.datasets import default_ipinyou_dir, ipinyou_bids_as_auctions
+
+    if not default_ipinyou_dir().exists():
+        pytest.skip("shared iPinYou data not present")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from market_ipinyou import campaign2259_calibration
+
+    res = campaign2259_calibration(draws=500, tune=500, seed=0)
+    train = ipinyou_bids_as_auctions(
+        default_ipinyou_dir() / "campaign2259_train_click_price_bid.txt"
+    )
+    test = ipinyou_bids_as_auctions(default_ipinyou_dir() / "campaign2259_test_click_price_bid.txt")
+    prices = np.sort(train["market_price"].to_numpy())
+    dec = pd.qcut(test["bid"], 10, labels=False, duplicates="drop")
+    for _, row in res["table"].iterrows():
+        bids = test["bid"].to_numpy()[dec.to_numpy() == row["decile"]]
+        oracle = (np.searchsorted(prices, bids, side="left") / len(prices)).mean()
+        pred_sd = (row["pred_q95"] - row["pred_q05"]) / (2 * 1.645)
+        oracle_se = np.sqrt(oracle * (1 - oracle) / len(prices))
+        assert abs(row["predicted"] - oracle) <= 3 * np.hypot(pred_sd, oracle_se), row.to_dict()
