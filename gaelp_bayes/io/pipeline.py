@@ -140,7 +140,7 @@ def run(
         f"SELECT {', '.join(_output_column(c.name, c.default) for c in spec.columns)} "
         f"FROM {kept} ORDER BY _gb_file, {ROW}"
     )
-    present = {name for f in files for name in f.columns}
+    present = set(_all_columns(files))
     figures = summarize(spec, engine, kept, present)
     by_reason: dict[str, int] = {}
     for p in row_problems:
@@ -163,7 +163,7 @@ def run(
         timestamp_min=figures.timestamp_min,
         timestamp_max=figures.timestamp_max,
         timestamps_without_offset=figures.without_offset,
-        ignored_columns=_ignored(spec, files),
+        ignored_columns=[c for c in _all_columns(files) if c not in spec.names],
         absent_columns=[c for c in spec.names if c not in present],
         rejects_path=written,
         notes=_blank_line_notes(files, loaded) + figures.notes,
@@ -239,14 +239,14 @@ def _find_duplicates(spec: TableSpec, engine: Engine, files: list[SourceFile]) -
     return int(n_dup)
 
 
+def _all_columns(files: list[SourceFile]) -> list[str]:
+    """Every column name of every file, in first-seen order."""
+    return list(dict.fromkeys(name for f in files for name in f.columns))
+
+
 def _original_columns(files: list[SourceFile]) -> list[str]:
-    """Every column of every file, in first-seen order (rejects keep them all)."""
-    names: dict[str, None] = {}
-    for f in files:
-        for name in f.columns:
-            if name != ROW and name not in _META:
-                names.setdefault(name)
-    return list(names)
+    """The columns a rejects file repeats: all, except names it uses itself."""
+    return [c for c in _all_columns(files) if c != ROW and c not in _META]
 
 
 def _collect_rejected(
@@ -401,15 +401,6 @@ def _output_column(name: str, default: str | None) -> str:
     if default is None:
         return quote(name)
     return f"coalesce({quote(name)}, {literal(default)}) AS {quote(name)}"
-
-
-def _ignored(spec: TableSpec, files: list[SourceFile]) -> list[str]:
-    names: dict[str, None] = {}
-    for f in files:
-        for c in f.columns:
-            if c not in spec.names:
-                names.setdefault(c)
-    return list(names)
 
 
 def _blank_line_notes(files: list[SourceFile], loaded: list[LoadedSource]) -> list[str]:
