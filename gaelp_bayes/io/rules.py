@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gaelp_bayes.io.contract import Column, TableSpec
-from gaelp_bayes.io.engines.base import Engine, SourceType, quote
+from gaelp_bayes.io.engines.base import Engine, SourceType, literal, quote
 
 NAIVE = "_gb_naive"
 
@@ -197,7 +197,7 @@ def _column_rules(col: Column, engine: Engine) -> list[Rule]:
             )
         )
     if col.allowed is not None:
-        values = ", ".join("'" + v + "'" for v in col.allowed)
+        values = ", ".join(literal(v) for v in col.allowed)
         out.append(
             Rule(
                 f"unknown {col.name}",

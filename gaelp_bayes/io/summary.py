@@ -93,7 +93,7 @@ def _notes(
         )
     for col in spec.columns:
         if col.advisory and col.name in present:
-            values = ", ".join(f"'{v}'" for v in col.advisory)
+            values = ", ".join(literal(v) for v in col.advisory)
             found = engine.fetch(
                 f"SELECT {quote(col.name)}, count(*) AS n FROM {kept} WHERE {quote(col.name)} "
                 f"NOT IN ({values}) GROUP BY 1 ORDER BY n DESC LIMIT 5"
