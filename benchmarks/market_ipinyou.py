@@ -41,31 +41,39 @@ NO_EVENTS = pd.DataFrame(
 )
 
 
-def _cells(m: mk.MarketModel) -> tuple[np.ndarray, np.ndarray]:
-    post = m.idata.posterior
-    cell = (post["mu"] + post["hour_effect"]).transpose("chain", "draw", "channel", "hour").values
-    sig = post["sigma"].values
-    return cell.reshape(-1, *cell.shape[2:]), sig.reshape(-1, sig.shape[-1])
+def _config(draws: int, tune: int, seed: int, components: int):
+    cfg = load_config(None, draws=draws, tune=tune, seed=seed)
+    cfg.models["market"] = {"components": components}
+    return cfg
 
 
-def adv2821_ppc(draws: int = 500, tune: int = 500, seed: int = 0, n_rep: int = 40) -> dict:
+def adv2821_ppc(
+    draws: int = 500, tune: int = 500, seed: int = 0, n_rep: int = 40, components: int = 1
+) -> dict:
     setup_jax()
     au = ipinyou_impressions_as_auctions(
         default_ipinyou_dir() / "impressions_adv2821_2013-10-21.tsv"
     )
-    cfg = load_config(None, draws=draws, tune=tune, seed=seed)
+    cfg = _config(draws, tune, seed, components)
     t0 = time.perf_counter()
     m = mk.fit(NO_EVENTS, au["timestamp"].max(), cfg, auctions=au)
     fit_s = time.perf_counter() - t0
-    cell, sig = _cells(m)
     rng = np.random.default_rng(seed)
     c = au["channel"].map({ch: i for i, ch in enumerate(m.data.channels)}).to_numpy()
     h = au["timestamp"].dt.hour.to_numpy()
     bid, floor = au["bid"].to_numpy(), au["floor"].to_numpy()
+    by_hour = {hr: m.landscape(hr) for hr in np.unique(h)}
+    n_draws = by_hour[h[0]][0].shape[0]
     reps = []
-    for k in rng.choice(cell.shape[0], size=n_rep, replace=False):
-        mu, s = cell[k][c, h], sig[k][c]
-        # truncated below the bid (the row is a win) by inverse CDF
+    for k in rng.choice(n_draws, size=n_rep, replace=False):
+        loc = np.array([by_hour[hr][0][k, ci] for hr, ci in zip(h, c, strict=True)])  # (n, K)
+        sig = np.array([by_hour[hr][1][k, ci] for hr, ci in zip(h, c, strict=True)])
+        w = np.array([by_hour[hr][2][k, ci] for hr, ci in zip(h, c, strict=True)])
+        # a component by weight, then the competing bid truncated below our bid
+        # (every row is a win), by inverse CDF
+        comp = (rng.random(len(h))[:, None] > np.cumsum(w, axis=1)).sum(axis=1)
+        comp = np.minimum(comp, w.shape[1] - 1)
+        mu, s = loc[np.arange(len(h)), comp], sig[np.arange(len(h)), comp]
         top = stats.norm.cdf((np.log(bid) - mu) / s)
         u = rng.uniform(0, top)
         b = np.exp(mu + s * stats.norm.ppf(np.clip(u, 1e-12, 1 - 1e-12)))
@@ -82,12 +90,14 @@ def adv2821_ppc(draws: int = 500, tune: int = 500, seed: int = 0, n_rep: int = 4
     }
 
 
-def campaign2259_calibration(draws: int = 500, tune: int = 500, seed: int = 0) -> dict:
+def campaign2259_calibration(
+    draws: int = 500, tune: int = 500, seed: int = 0, components: int = 1
+) -> dict:
     setup_jax()
     d = default_ipinyou_dir()
     train = ipinyou_bids_as_auctions(d / "campaign2259_train_click_price_bid.txt")
     test = ipinyou_bids_as_auctions(d / "campaign2259_test_click_price_bid.txt")
-    cfg = load_config(None, draws=draws, tune=tune, seed=seed)
+    cfg = _config(draws, tune, seed, components)
     t0 = time.perf_counter()
     m = mk.fit(NO_EVENTS, train["timestamp"].max(), cfg, auctions=train)
     fit_s = time.perf_counter() - t0
@@ -124,8 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--draws", type=int, default=500)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--components", type=int, default=1, help="log-normal mixture components")
     args = ap.parse_args(argv)
-    a = adv2821_ppc(args.draws, args.tune, args.seed)
+    print(f"components = {args.components}")
+    a = adv2821_ppc(args.draws, args.tune, args.seed, components=args.components)
     print(
         f"adv 2821: {a['rows']} won impressions, fit {a['fit_s']:.1f} s, "
         f"KS(paid price, posterior predictive) = {a['ks']:.3f} (target <= 0.05)"
@@ -133,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"  observed quantiles 10/25/50/75/90%: {a['observed_quantiles']}")
     print(f"  replicated quantiles:               {a['replicated_quantiles']}")
     print(f"  diagnostics: {a['diagnostics'].to_dict()}")
-    c = campaign2259_calibration(args.draws, args.tune, args.seed)
+    c = campaign2259_calibration(args.draws, args.tune, args.seed, components=args.components)
     print(
         f"campaign 2259: fit {c['fit_s']:.1f} s on train (win rate {c['train_win_rate']:.3f}); "
         f"test win rate {c['test_win_rate']:.3f}"

@@ -48,7 +48,7 @@ import pandas as pd
 
 from gaelp_bayes.config import Config
 from gaelp_bayes.diagnostics import Diagnostics, diagnose, interval
-from gaelp_bayes.errors import DataError, MissingDependencyError
+from gaelp_bayes.errors import ConfigError, DataError, MissingDependencyError
 
 HOURS = 24
 ALL_SEGMENTS = "*"
@@ -58,7 +58,12 @@ ALL_SEGMENTS = "*"
 class MarketConfig:
     """Priors and data settings of the market model (the ``[market]`` config table)."""
 
-    price_bin: float = 0.01  # width of log-scale bins for censoring bounds
+    components: int = 1  # log-normal components of the competing-bid distribution
+    price_bin: float = (
+        0.01  # width of log-scale bins for censoring bounds (and exact prices, K > 1)
+    )
+    component_gap_scale: float = 1.0  # HalfNormal scale of log-distance between components
+    weight_concentration: float = 2.0  # symmetric Dirichlet prior of component weights
     mu_prior_sd: float = 3.0  # around the channel's median observed price/bid (log scale)
     sigma_prior_scale: float = 1.0  # HalfNormal scale of the log-sd of competing bids
     hour_sd_prior_scale: float = 0.5  # HalfNormal scale of hour-effect spread
@@ -70,8 +75,12 @@ class MarketConfig:
 
     def validate(self) -> list[str]:
         out = []
+        if not 1 <= self.components <= 4:
+            out.append(f"market.components must be 1..4, got {self.components!r}")
         for k in (
             "price_bin",
+            "component_gap_scale",
+            "weight_concentration",
             "mu_prior_sd",
             "sigma_prior_scale",
             "hour_sd_prior_scale",
@@ -98,6 +107,10 @@ class MarketData:
     exact_s1: np.ndarray
     exact_s2: np.ndarray
     exact_logsum: float  # sum of log prices (Jacobian of the log-normal density)
+    # exact prices binned like the censoring bounds (used by the mixture, K > 1)
+    xbin_cell: np.ndarray
+    xbin_logv: np.ndarray
+    xbin_weight: np.ndarray
     # censored bounds (binned): cell, log bound, +1 = "b >= bound", -1 = "b <= bound", count
     cens_cell: np.ndarray
     cens_logb: np.ndarray
@@ -214,6 +227,9 @@ def market_data(
     s2 = np.bincount(cell[ex], weights=logv[ex] ** 2, minlength=ncell)
     keep = np.flatnonzero(n)
 
+    xb = pd.DataFrame({"cell": cell[ex], "v": np.round(logv[ex] / cfg.price_bin) * cfg.price_bin})
+    xb = xb.groupby(["cell", "v"], sort=True).size().reset_index(name="w")
+
     cen = ~ex
     sign = np.where(rows["kind"].to_numpy()[cen] == "ge", 1, -1)
     binned = np.round(logv[cen] / cfg.price_bin) * cfg.price_bin
@@ -260,6 +276,9 @@ def market_data(
         exact_s1=s1[keep],
         exact_s2=s2[keep],
         exact_logsum=float(logv[ex].sum()),
+        xbin_cell=xb["cell"].to_numpy(),
+        xbin_logv=xb["v"].to_numpy(float),
+        xbin_weight=xb["w"].to_numpy(float),
         cens_cell=g["cell"].to_numpy(),
         cens_logb=g["b"].to_numpy(float),
         cens_sign=g["sign"].to_numpy(float),
@@ -293,6 +312,9 @@ def _model_inputs(d: MarketData) -> dict[str, Any]:
         impressions=d.impressions,
         clicks=d.clicks,
         centered=hour_centering(d),
+        xbin_cell=d.xbin_cell,
+        xbin_logv=d.xbin_logv,
+        xbin_weight=d.xbin_weight,
     )
 
 
@@ -335,9 +357,18 @@ def market_model(
     impressions,
     clicks,
     centered,
+    xbin_cell=None,
+    xbin_logv=None,
+    xbin_weight=None,
     priors: MarketConfig = MarketConfig(),
 ):
-    """NumPyro model of the landscape and CTR (data as aggregated arrays)."""
+    """NumPyro model of the landscape and CTR (data as aggregated arrays).
+
+    With ``priors.components > 1`` the competing bid of a cell is a mixture
+    of log-normals sharing the cell's hour-shifted location: component ``k``
+    sits ``offset_k`` above the first (ordered, so labels cannot switch), with
+    its own log-sd and weight per channel. Exact prices then enter binned.
+    """
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
@@ -347,7 +378,8 @@ def market_model(
     S = impressions.shape[0]
     with numpyro.plate("channel", C):
         mu = numpyro.sample("mu", dist.Normal(jnp.asarray(center), priors.mu_prior_sd))
-        sigma = numpyro.sample("sigma", dist.HalfNormal(priors.sigma_prior_scale))
+        if priors.components == 1:
+            sigma = numpyro.sample("sigma", dist.HalfNormal(priors.sigma_prior_scale))
         tau = numpyro.sample("hour_sd", dist.HalfNormal(priors.hour_sd_prior_scale))
         c = jnp.asarray(centered, dtype=mu.dtype)
         with numpyro.plate("hour", HOURS, dim=-2):
@@ -357,18 +389,51 @@ def market_model(
     cell_mu = mu + tau ** (1 - c) * (raw - c * mu)  # (24, C)
     numpyro.deterministic("hour_effect", (cell_mu - mu).T)  # (C, 24)
     m = cell_mu.T.reshape(-1)
-    s = jnp.repeat(sigma, HOURS)
-    me, se = m[exact_cell], s[exact_cell]
-    ll_exact = (
-        jnp.sum(
-            -exact_n * (jnp.log(se) + 0.5 * jnp.log(2 * jnp.pi))
-            - (exact_s2 - 2 * me * exact_s1 + exact_n * me**2) / (2 * se**2)
+    K = priors.components
+    if K == 1:
+        s = jnp.repeat(sigma, HOURS)
+        me, se = m[exact_cell], s[exact_cell]
+        ll_exact = (
+            jnp.sum(
+                -exact_n * (jnp.log(se) + 0.5 * jnp.log(2 * jnp.pi))
+                - (exact_s2 - 2 * me * exact_s1 + exact_n * me**2) / (2 * se**2)
+            )
+            - exact_logsum
         )
-        - exact_logsum
-    )
-    numpyro.factor("exact_prices", ll_exact)
-    zc = (cens_logb - m[cens_cell]) / s[cens_cell]
-    numpyro.factor("censored_bids", jnp.sum(cens_weight * log_ndtr(-cens_sign * zc)))
+        numpyro.factor("exact_prices", ll_exact)
+        zc = (cens_logb - m[cens_cell]) / s[cens_cell]
+        numpyro.factor("censored_bids", jnp.sum(cens_weight * log_ndtr(-cens_sign * zc)))
+    else:
+        from jax.scipy.special import logsumexp
+
+        with numpyro.plate("channel_mix", C):
+            with numpyro.plate("gap", K - 1, dim=-2):
+                gap = numpyro.sample("mix_gap", dist.HalfNormal(priors.component_gap_scale))
+            with numpyro.plate("component", K, dim=-2):
+                ksig = numpyro.sample("mix_sigma", dist.HalfNormal(priors.sigma_prior_scale))
+            weight = numpyro.sample(
+                "mix_weight", dist.Dirichlet(jnp.full(K, priors.weight_concentration))
+            )  # (C, K)
+        offset = jnp.concatenate([jnp.zeros((1, C)), jnp.cumsum(gap, axis=0)])  # (K, C)
+        logw = jnp.log(weight).T  # (K, C)
+
+        def mix_logp(cell, y, sign):
+            ch = cell // HOURS
+            z = (y - (m[cell] + offset[:, ch])) / ksig[:, ch]  # (K, n)
+            if sign is None:  # density of log b
+                comp = -0.5 * z**2 - jnp.log(ksig[:, ch]) - 0.5 * jnp.log(2 * jnp.pi)
+            else:
+                comp = log_ndtr(-sign * z)
+            return logsumexp(logw[:, ch] + comp, axis=0)
+
+        numpyro.factor(
+            "exact_prices",
+            jnp.sum(xbin_weight * (mix_logp(xbin_cell, xbin_logv, None) - xbin_logv)),
+        )
+        numpyro.factor(
+            "censored_bids",
+            jnp.sum(cens_weight * mix_logp(cens_cell, cens_logb, cens_sign)),
+        )
 
     with numpyro.plate("ctr_channel", C):
         a = numpyro.sample(
@@ -436,52 +501,75 @@ class MarketModel:
     name: str = "market"
 
     def diagnostics(self) -> Diagnostics:
-        return diagnose(
-            self.idata,
-            var_names=[
-                "mu",
-                "sigma",
-                "hour_sd",
-                "cell_raw",
-                "ctr_intercept",
-                "ctr_segment_sd",
-                "ctr_z",
-            ],
-        )
+        names = ["mu", "hour_sd", "cell_raw", "ctr_intercept", "ctr_segment_sd", "ctr_z"]
+        if self.config.components == 1:
+            names.append("sigma")
+        else:
+            names += ["mix_gap", "mix_sigma", "mix_weight"]
+        return diagnose(self.idata, var_names=names)
 
     def _draws(self, var: str) -> np.ndarray:
         x = self.idata.posterior[var].values
         return x.reshape((-1, *x.shape[2:]))
+
+    def landscape(self, hour: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Draws of the competing-bid mixture per channel: locations, log-sds, weights.
+
+        Each is ``(draws, channels, components)`` on the log scale, at ``hour``
+        or, with ``hour=None``, at a typical hour (the mean of the hour effects).
+        """
+        eta = self._draws("hour_effect")  # (N, C, 24)
+        base = self._draws("mu") + (eta.mean(axis=2) if hour is None else eta[:, :, hour])
+        if self.config.components == 1:
+            sig = self._draws("sigma")[:, :, None]
+            return base[:, :, None], sig, np.ones_like(sig)
+        gap = self._draws("mix_gap")  # (N, K-1, C)
+        offset = np.concatenate([np.zeros_like(gap[:, :1]), np.cumsum(gap, axis=1)], axis=1)
+        loc = base[:, :, None] + offset.transpose(0, 2, 1)
+        sig = self._draws("mix_sigma").transpose(0, 2, 1)
+        return loc, sig, self._draws("mix_weight")
 
     def win_probability(self, channel: str, bid: np.ndarray, hour: int | None = None) -> np.ndarray:
         """Posterior draws x bids of P(competing bid < bid) (floor not included)."""
         from scipy.stats import norm
 
         c = self.data.channels.index(channel)
-        eta = self._draws("hour_effect")[:, c, :]
-        m = self._draws("mu")[:, c] + (eta.mean(axis=1) if hour is None else eta[:, hour])
-        s = self._draws("sigma")[:, c]
-        return norm.cdf((np.log(np.asarray(bid))[None, :] - m[:, None]) / s[:, None])
+        loc, sig, w = (x[:, c, :] for x in self.landscape(hour))
+        z = (np.log(np.asarray(bid, float))[None, :, None] - loc[:, None, :]) / sig[:, None, :]
+        return (w[:, None, :] * norm.cdf(z)).sum(axis=2)
+
+    def competing_bid_median(self, hour: int | None = None) -> np.ndarray:
+        """Draws x channels of the competing bid's median (bisection on the mixture CDF)."""
+        from scipy.stats import norm
+
+        loc, sig, w = self.landscape(hour)
+        lo = (loc - 8 * sig).min(axis=2)
+        hi = (loc + 8 * sig).max(axis=2)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            cdf = (w * norm.cdf((mid[:, :, None] - loc) / sig)).sum(axis=2)
+            lo, hi = np.where(cdf < 0.5, mid, lo), np.where(cdf < 0.5, hi, mid)
+        return np.exp(0.5 * (lo + hi))
 
     def summary(self) -> dict[str, Any]:
-        mu, eta = self._draws("mu"), self._draws("hour_effect")
+        med = self.competing_bid_median()
         ctr = self._draws("ctr")  # (N, S, C)
         w = self.data.impressions / np.maximum(self.data.impressions.sum(axis=0), 1)
         rate = self._draws("opportunity_rate")  # (N, S, C, 24)
         channels = {}
         for c, name in enumerate(self.data.channels):
-            med = np.exp(mu[:, c] + eta[:, c, :].mean(axis=1))
             wc = w[:, c] if self.data.impressions[:, c].sum() else np.full(len(w), 1 / len(w))
             channels[name] = {
-                "competing_bid_median": interval(med),
+                "competing_bid_median": interval(med[:, c]),
                 "ctr": interval((ctr[:, :, c] * wc).sum(axis=1)),
                 "opportunities_per_day": interval(rate[:, :, c, :].sum(axis=(1, 2))),
             }
         out = {
             "channels": channels,
             "landscape_source": self.data.source,
-            "competing_bid_median_definition": "exp(mu_c + mean over hours of the hour effect): "
-            "the median competing bid at a typical hour",
+            "competing_bid_median_definition": "median competing bid at a typical hour "
+            "(locations shifted by the mean of the hour effects)",
+            "components": self.config.components,
         }
         if self.data.source == "events":
             out["warning"] = (
@@ -503,7 +591,14 @@ def fit(
 
     cfg = config.model("market", MarketConfig)
     d = market_data(events, auctions, as_of, cfg)
-    coords = {"channel": d.channels, "hour": list(range(HOURS)), "segment": d.segments}
+    K = cfg.components
+    coords = {
+        "channel": d.channels,
+        "hour": list(range(HOURS)),
+        "segment": d.segments,
+        "component": list(range(K)),
+        "gap": list(range(1, K)),
+    }
     dims = {
         "mu": ["channel"],
         "sigma": ["channel"],
@@ -514,8 +609,19 @@ def fit(
         "ctr_segment_sd": ["channel"],
         "ctr_z": ["segment", "channel"],
         "ctr": ["segment", "channel"],
+        "mix_gap": ["gap", "channel"],
+        "mix_sigma": ["component", "channel"],
+        "mix_weight": ["channel", "component"],
     }
     if config.sampler.backend == "pymc":
+        if K > 1:
+            raise ConfigError(
+                [
+                    f"market.components = {K}: the PyMC reference covers the single log-normal; "
+                    "use --backend numpyro or components = 1"
+                ],
+                config.source,
+            )
         idata = _sample_pymc(d, auctions, cfg, config, coords)
     else:
         from functools import partial

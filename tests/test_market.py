@@ -220,3 +220,49 @@ def test_ipinyou_2259_win_rate_matches_the_train_market():
         pred_sd = (row["pred_q95"] - row["pred_q05"]) / (2 * 1.645)
         oracle_se = np.sqrt(oracle * (1 - oracle) / len(prices))
         assert abs(row["predicted"] - oracle) <= 3 * np.hypot(pred_sd, oracle_se), row.to_dict()
+
+
+def test_mixture_landscape_median_and_win_probability():
+    """The mixture CDF, its median and the win probability agree with scipy on known draws."""
+    import arviz as az
+    from scipy import stats
+
+    d = mk.MarketData(
+        channels=["a"],
+        segments=["*"],
+        center=np.zeros(1),
+        exact_cell=np.zeros(0, int),
+        exact_n=np.zeros(0),
+        exact_s1=np.zeros(0),
+        exact_s2=np.zeros(0),
+        exact_logsum=0.0,
+        xbin_cell=np.zeros(0, int),
+        xbin_logv=np.zeros(0),
+        xbin_weight=np.zeros(0),
+        cens_cell=np.zeros(0, int),
+        cens_logb=np.zeros(0),
+        cens_sign=np.zeros(0),
+        cens_weight=np.zeros(0),
+        impressions=np.ones((1, 1)),
+        clicks=np.zeros((1, 1)),
+        opportunities=np.zeros((1, 1, mk.HOURS)),
+        days=1.0,
+        source="auctions",
+    )
+    post = {
+        "mu": np.full((1, 2, 1), np.log(2.0)),
+        "hour_effect": np.zeros((1, 2, 1, mk.HOURS)),
+        "mix_gap": np.full((1, 2, 1, 1), 1.5),
+        "mix_sigma": np.full((1, 2, 2, 1), 0.4),
+        "mix_weight": np.tile(np.array([0.3, 0.7]), (1, 2, 1, 1)),
+    }
+    m = mk.MarketModel(config=mk.MarketConfig(components=2), data=d, idata=az.from_dict(post))
+    mix = [stats.lognorm(0.4, scale=2.0), stats.lognorm(0.4, scale=2.0 * np.exp(1.5))]
+
+    def cdf(x):
+        return 0.3 * mix[0].cdf(x) + 0.7 * mix[1].cdf(x)
+
+    med = m.competing_bid_median()[:, 0]
+    np.testing.assert_allclose(cdf(med), 0.5, atol=1e-9)
+    bids = np.array([0.5, 2.0, 5.0, 20.0])
+    np.testing.assert_allclose(m.win_probability("a", bids), np.tile(cdf(bids), (2, 1)), rtol=1e-9)
