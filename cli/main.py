@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from gaelp_bayes import __version__
-from gaelp_bayes.cli import example_data, fit, quickstart, validate
+from gaelp_bayes.cli import example_data, fit, quickstart, report, validate
 
 app = typer.Typer(
     name="gaelp-bayes",
@@ -44,6 +44,7 @@ app.command("example-data")(example_data.example_data)
 app.command("validate")(validate.validate)
 app.command("fit")(fit.fit)
 app.command("quickstart")(quickstart.quickstart)
+app.command("report")(report.report)
 
 
 def main() -> None:
