@@ -429,6 +429,19 @@ def test_incomplete_bundle(market_only, tmp_path):
     _assert_user_error([str(b)], "market.nc is missing", "refit")
 
 
+@pytest.mark.parametrize("damage", ["no_summary", "bad_summary"])
+def test_damaged_summary(market_only, tmp_path, damage):
+    import shutil
+
+    b = tmp_path / "broken"
+    shutil.copytree(market_only, b)
+    if damage == "no_summary":
+        (b / "summary.json").unlink()
+    else:
+        (b / "summary.json").write_text("{not json")
+    _assert_user_error([str(b)], "incomplete or damaged", "refit")
+
+
 @pytest.mark.parametrize("where", ["folder", "under_a_file"])
 def test_unwritable_out(market_only, tmp_path, where):
     if where == "folder":
