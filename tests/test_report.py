@@ -136,7 +136,13 @@ def _latency(rng) -> FakeModel:
 
 
 def _identity(rng) -> tuple[FakeModel, dict[str, pd.DataFrame], pd.DataFrame]:
-    post = {"lambda": rng.random((CHAINS, DRAWS)), "m_ip": rng.random((CHAINS, DRAWS, 3))}
+    raw = rng.standard_normal((CHAINS, DRAWS, 3))
+    raw[1] += 5  # badly mixed, but not a parameter the identity policy checks: not plotted
+    post = {
+        "lambda": rng.random((CHAINS, DRAWS)),
+        "m_ip": rng.random((CHAINS, DRAWS, 3)),
+        "m_raw_ip": raw,
+    }
     n = 400
     a = [f"d{i}" for i in range(n)]
     b = [f"d{i + n}" for i in range(n)]
@@ -162,7 +168,8 @@ def _identity(rng) -> tuple[FakeModel, dict[str, pd.DataFrame], pd.DataFrame]:
         {"device_id": a + b, "person_id": a + [a[i] if same[i] else b[i] for i in range(n)]}
     )
     block = {"devices": 2 * n, "candidate_pairs": n, "persons": interval(rng.normal(500, 5, 50))}
-    idata = _idata(rng, post, {"m_ip": ["level"]}, {"level": [0, 1, 2]})
+    dims = {"m_ip": ["level_ip"], "m_raw_ip": ["level_ip"]}
+    idata = _idata(rng, post, dims, {"level_ip": [0, 1, 2]})
     model = FakeModel("identity", idata, block, GOOD)
     return model, {"links": links, "persons": persons}, truth
 
@@ -365,6 +372,23 @@ def test_worst_params_ranks_by_rhat(market_only):
     assert {w[0] for w in worst} == {"mu[search]", "mu[social]", "mu[video]"}
     assert worst[0][1].shape == (CHAINS, DRAWS)
     assert worst[0][2] > 1.1
+
+
+def test_rank_plots_use_the_parameters_the_policy_checks(full):
+    text = full["report"].read_text(encoding="utf-8")
+    assert "identity: rank plots of the 4 parameters" in text  # lambda, m_ip[0..2]
+    from gaelp_bayes.bundle import load_bundle
+    from gaelp_bayes.report.diagnostics import PARAM_FUNCS, worst_params
+
+    idata = load_bundle(full["bundle"]).idata("identity")
+    names = PARAM_FUNCS["identity"](idata.posterior)
+    assert names == ["lambda", "m_ip", "u_ip"]
+    assert sorted(w[0] for w in worst_params(idata, names)) == [
+        "lambda",
+        "m_ip[0]",
+        "m_ip[1]",
+        "m_ip[2]",
+    ]
 
 
 def test_win_probability_matches_lognormal():

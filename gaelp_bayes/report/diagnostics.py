@@ -8,7 +8,7 @@ the parameters that converged worst so that the page stays readable.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,9 +18,17 @@ from gaelp_bayes.report.context import ReportContext
 from gaelp_bayes.report.figures import figure_html, grid
 from gaelp_bayes.report.html import alert, esc, fmt_num, note, section, table
 
-__all__ = ["MAIN_PARAMS", "diagnostics_section", "failing_models", "rank_plot", "worst_params"]
+__all__ = [
+    "MAIN_PARAMS",
+    "PARAM_FUNCS",
+    "diagnostics_section",
+    "failing_models",
+    "rank_plot",
+    "worst_params",
+]
 
-#: Sampled parameters worth a rank plot, per model (others: every posterior variable).
+#: Sampled parameters worth a rank plot, per model (others: every posterior variable):
+#: those the model's diagnostics policy checks, so the plots match the table.
 MAIN_PARAMS: dict[str, list[str]] = {
     "market": ["mu", "sigma", "hour_sd", "cell_raw", "ctr_intercept", "ctr_segment_sd", "ctr_z"],
     "latency": [
@@ -44,8 +52,19 @@ MAIN_PARAMS: dict[str, list[str]] = {
         "z_logit_mix",
     ],
 }
+
+
+def _identity_params(posterior) -> list[str]:
+    """``lambda`` and ``m_<field>``/``u_<field>``: what the identity model's policy checks."""
+    fields = [str(d)[len("level_") :] for d in posterior.dims if str(d).startswith("level_")]
+    return ["lambda", *(f"{c}_{f}" for f in fields for c in ("m", "u"))]
+
+
+#: Or a function of the posterior giving those names, when they depend on the data.
+PARAM_FUNCS: dict[str, Callable[[Any], list[str]]] = {"identity": _identity_params}
+
 #: Without a list, variables with more elements per draw than this are skipped.
-MAX_ELEMENTS = 200
+MAX_ELEMENTS = 1000
 
 
 def _diag(ctx: ReportContext, model: str) -> dict[str, Any] | None:
@@ -180,7 +199,10 @@ def rank_plot(idata, model: str, k: int = 6) -> str:
     """Rank plots (ArviZ) of the ``k`` worst-converged parameters of a model, as HTML."""
     import arviz as az
 
-    worst = worst_params(idata, MAIN_PARAMS.get(model), k)
+    names = MAIN_PARAMS.get(model)
+    if model in PARAM_FUNCS:
+        names = PARAM_FUNCS[model](idata.posterior)
+    worst = worst_params(idata, names, k)
     if not worst:
         return note(f"{model}: no posterior variables to plot.")
     chains = worst[0][1].shape[0]
