@@ -72,8 +72,8 @@ def _calibration(links: pd.DataFrame, devices: pd.DataFrame) -> str:
     used = cal[cal["pairs"] > 0]
     ax.scatter(used["mean_p"], used["observed"], s=15 + 60 * np.sqrt(used["pairs"] / len(p)))
     ax.plot(used["mean_p"], used["observed"], lw=1)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.03, 1.03)  # points at 0 or 1 stay visible
+    ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("predicted P(link)")
     ax.set_ylabel("observed share of true links")
     ax.grid(alpha=0.3)
@@ -81,6 +81,7 @@ def _calibration(links: pd.DataFrame, devices: pd.DataFrame) -> str:
     rows = [
         [f"{lo:.1f}–{lo + 1 / BINS:.1f}", int(n), fmt_num(mp), fmt_num(o)]
         for lo, n, mp, o in cal.itertuples(index=False)
+        if n > 0
     ]
     return figure_html(
         fig,
