@@ -59,9 +59,10 @@ def run_sbc(
     segments: int = 3,
     follow_up_days: float = 40.0,
     bucket_days: float = 1.0,
-    warmup: int = 200,
-    draws: int = 300,
-    thin: int = 3,
+    warmup: int = 150,
+    draws: int = 200,
+    thin: int = 2,
+    max_tree_depth: int = 8,
     bins: int = 10,
     delay: str = "weibull",
     seed: int = 0,
@@ -85,7 +86,7 @@ def run_sbc(
     prior = sample_prior(cfg, segments, seed=seed, num_samples=replications)
     model = partial(latency_model, n_segments=segments, config=cfg, centered=False)
     mcmc = MCMC(
-        NUTS(model, target_accept_prob=0.9),
+        NUTS(model, target_accept_prob=0.9, max_tree_depth=max_tree_depth),
         num_warmup=warmup,
         num_samples=draws,
         num_chains=1,
@@ -107,7 +108,10 @@ def run_sbc(
         for q in QUANTITIES:
             ranks[q].append(np.sum(post[q] < truth[q][None, ...], axis=0).ravel())
         if progress and (r + 1) % max(1, replications // 10) == 0:
-            print(f"  {r + 1}/{replications} replications, {time.perf_counter() - t0:.0f} s")
+            print(
+                f"  {r + 1}/{replications} replications, {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
     n_draws = draws // thin
     result = {
         "replications": replications,
