@@ -154,5 +154,16 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{__version__} (bundle format {BUNDLE_VERSION}). Refit with this version: "
             "gaelp-bayes fit ..."
         )
-    summary = json.loads((p / "summary.json").read_text())
+    spath = p / "summary.json"
+    try:
+        summary = json.loads(spath.read_text())
+    except FileNotFoundError:
+        raise InputNotFoundError(
+            f"bundle {p} is incomplete or damaged (no summary.json); refit it with `gaelp-bayes fit`"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InputNotFoundError(
+            f"bundle {p} is incomplete or damaged ({spath.name} is not valid JSON: {exc}); "
+            "refit it with `gaelp-bayes fit`"
+        ) from None
     return Bundle(path=p, manifest=manifest, summary=summary)

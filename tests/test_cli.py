@@ -19,7 +19,7 @@ def test_version():
     assert res.output.strip() == f"gaelp-bayes {__version__}"
 
 
-@pytest.mark.parametrize("cmd", ["example-data", "validate", "quickstart", "fit"])
+@pytest.mark.parametrize("cmd", ["example-data", "validate", "quickstart", "fit", "report"])
 def test_every_command_has_help(cmd):
     res = runner.invoke(app, [cmd, "--help"])
     assert res.exit_code == 0, res.output

@@ -129,12 +129,7 @@ def build_report(
     """
     bpath = Path(bundle_path)
     _check_bundle(bpath)
-    try:
-        bundle = load_bundle(bpath)
-    except (OSError, ValueError) as exc:  # summary.json missing or not JSON
-        raise InputNotFoundError(
-            f"bundle {bpath} is incomplete or damaged ({exc}); refit it with `gaelp-bayes fit`"
-        ) from None
+    bundle = load_bundle(bpath)  # refuses missing/damaged summaries and other versions
     tpath = Path(truth) if truth is not None else None
     if tpath is not None and not tpath.is_dir():
         raise InputNotFoundError(f"--truth {tpath} is not a folder; pass example-data's truth/")
