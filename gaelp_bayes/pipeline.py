@@ -108,15 +108,25 @@ def fit(
     if not chosen:
         raise NotYetSupportedError("no model is implemented yet")
     fitted = []
+    tables: dict[str, pd.DataFrame] = {}
+    person_map = None
     for name in chosen:
         step(f"fitting {name}")
         module = importlib.import_module(MODELS[name])
         kwargs = {}
         if "auctions" in inspect.signature(module.fit).parameters:
             kwargs["auctions"] = auctions
-        model = module.fit(events, end, config, person_map=None, **kwargs)
+        model = module.fit(events, end, config, person_map=person_map, **kwargs)
         warn_if_poor(model.diagnostics(), name)
         fitted.append(model)
+        # identity hands its device->person map to the models after it,
+        # and its tables (links, persons, person draws) to the bundle
+        if hasattr(model, "person_map"):
+            person_map = model.person_map()
+        if hasattr(model, "tables"):
+            tables.update(model.tables())
     step("writing bundle")
     inputs = [Path(events_path)] + ([Path(auctions_path)] if auctions_path else [])
-    return write_bundle(out_dir, fitted, as_of=end, config=config.to_dict(), inputs=inputs)
+    return write_bundle(
+        out_dir, fitted, as_of=end, config=config.to_dict(), inputs=inputs, tables=tables
+    )
