@@ -1,0 +1,1 @@
+"""Identity: blocking, comparison patterns, Bayesian Fellegi-Sunter linkage, clustering."""
