@@ -1,17 +1,23 @@
 """`gaelp-bayes quickstart`: the main job end to end on a small example world.
 
-For now: example-data -> validate. fit, report and plan join as they land.
+example-data -> validate -> fit -> report; plan joins when it lands.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gaelp_bayes.cli.example_data import run_example_data
-from gaelp_bayes.cli.options import Quiet, Seed, console, handle_errors
+from gaelp_bayes.cli.options import Quiet, Seed, console, err_console, handle_errors, show_progress
+
+
+def _fmt(i: dict, pct: bool = False) -> str:
+    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3g}")
+    return f"{f(i['mean'])} (90% {f(i['q05'])}-{f(i['q95'])})"
 
 
 @handle_errors
@@ -23,23 +29,56 @@ def quickstart(
         int, typer.Option("--persons", min=100, help="Size of the example world.")
     ] = 3000,
     days: Annotated[int, typer.Option("--days", min=7, help="Days of example data.")] = 45,
+    draws: Annotated[int, typer.Option("--draws", min=50, help="Posterior draws per chain.")] = 500,
     seed: Seed = 0,
     quiet: Quiet = False,
 ) -> None:
-    """Run example-data and validate on a small world, then say where everything is."""
+    """Run example-data, validate, fit and report on a small synthetic world."""
+    from gaelp_bayes import pipeline
+    from gaelp_bayes.bundle import load_bundle
+    from gaelp_bayes.config import load_config
+    from gaelp_bayes.errors import ConvergenceWarning
     from gaelp_bayes.io import read_auctions, read_events
+    from gaelp_bayes.progress import steps
+    from gaelp_bayes.report import build_report
 
     data = out / "data"
     paths = run_example_data(data, "parental-controls", persons, days, seed, "canonical", quiet)
     events = read_events(paths["events"], mode="strict")
     auctions = read_auctions(paths["auctions"], mode="strict")
-    console.print(events.report.render(), markup=False)
-    console.print(auctions.report.render(), markup=False)
+    if not quiet:
+        console.print(events.report.render(), markup=False)
+        console.print(auctions.report.render(), markup=False)
+    cfg = load_config(None, draws=draws, tune=draws, seed=seed)
+    with warnings.catch_warnings(record=True) as caught, steps(show_progress(quiet)) as step:
+        warnings.simplefilter("always", ConvergenceWarning)
+        bundle_dir = pipeline.fit(
+            paths["events"], out / "bundle", config=cfg, auctions_path=paths["auctions"], step=step
+        )
+        report = build_report(bundle_dir, out / "report.html", truth=paths["truth"], step=step)
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning):
+            err_console.print(f"WARNING: {w.message}", markup=False)
+    bundle = load_bundle(bundle_dir)
+    s = bundle.summary
+    console.print("")
+    console.print("Headline posteriors (SYNTHETIC example world; compare with truth/):")
+    for seg, v in s.get("latency", {}).get("segments", {}).items():
+        console.print(
+            f"  latency  {seg:18s} P(convert) {_fmt(v['p_convert'], pct=True)}, "
+            f"median {_fmt(v['median_days'])} days"
+        )
+    for ch, v in s.get("market", {}).get("channels", {}).items():
+        console.print(
+            f"  market   {ch:18s} competing bid median {_fmt(v['competing_bid_median'])}, "
+            f"CTR {_fmt(v['ctr'], pct=True)}"
+        )
     console.print("")
     console.print(f"quickstart done. Everything is under {out}/:")
     console.print(f"  SYNTHETIC example data  {paths['events']}, {paths['auctions']}")
     console.print(f"  ground truth            {paths['truth']}/")
+    console.print(f"  model bundle            {bundle_dir}/ (models: {', '.join(bundle.models)})")
+    console.print(f"  diagnostics report      {report}")
     console.print(
         f"  events: {len(events.table):,} rows valid, auctions: {len(auctions.table):,} rows valid"
     )
-    console.print("Next: gaelp-bayes validate " + str(paths["events"]))

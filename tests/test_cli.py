@@ -78,12 +78,28 @@ def test_unknown_option_is_a_usage_error():
 def test_quickstart_runs_end_to_end(tmp_path):
     out = tmp_path / "qs"
     res = runner.invoke(
-        app, ["quickstart", "--out", str(out), "--persons", "300", "--days", "10", "--quiet"]
+        app,
+        [
+            "quickstart",
+            "--out",
+            str(out),
+            "--persons",
+            "400",
+            "--days",
+            "14",
+            "--draws",
+            "50",
+            "--quiet",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "quickstart done" in res.output
     assert (out / "data" / "events.parquet").exists()
     assert (out / "data" / "truth" / "latency.json").exists()
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert {"latency", "market"} <= set(manifest["models"])
+    assert "<html" in (out / "report.html").read_text()[:500].lower()
+    assert "P(convert)" in res.output
 
 
 def test_console_script_runs(tmp_path):
