@@ -99,7 +99,7 @@ class LatencyConfig:
     parametrization: str = "auto"
     cdf_days: int = 30
     nowcast_horizon_days: float = 14.0
-    nowcast_draws: int = 1000
+    identity_draws: int = 4
     prior_logit_mean: float = -1.5
     prior_logit_sd: float = 1.5
     prior_logit_pool_sd: float = 1.0
@@ -141,8 +141,8 @@ class LatencyConfig:
             problems.append(
                 f"latency.nowcast_horizon_days must be > 0, got {self.nowcast_horizon_days!r}"
             )
-        if not isinstance(self.nowcast_draws, int) or self.nowcast_draws < 1:
-            problems.append(f"latency.nowcast_draws must be >= 1, got {self.nowcast_draws!r}")
+        if not isinstance(self.identity_draws, int) or self.identity_draws < 1:
+            problems.append(f"latency.identity_draws must be >= 1, got {self.identity_draws!r}")
         for f in dataclasses.fields(self):
             if f.name.endswith("_sd") and not getattr(self, f.name) > 0:
                 problems.append(f"latency.{f.name} must be > 0, got {getattr(self, f.name)!r}")
@@ -814,6 +814,51 @@ class LatencyModel:
         warn_if_poor(self._diagnostics, self.name)
         return self
 
+    def fit_imputations(self, journeys: list[pd.DataFrame], as_of: pd.Timestamp) -> LatencyModel:
+        """Fit once per journeys table (one per identity draw) and pool the posteriors.
+
+        Each fit uses the sampler settings with seed ``seed + k``; the pooled
+        posterior concatenates their draws (multiple imputation), the
+        diagnostics are the worst over the fits, and persons / open journeys
+        are averaged over the draws.
+        """
+        import dataclasses as dc
+
+        import xarray as xr
+
+        self.as_of_ = pd.Timestamp(as_of)
+        segs = sorted(set().union(*(set(j["segment"].astype(str)) for j in journeys)))
+        fits = []
+        for k, j in enumerate(journeys):
+            sub = LatencyModel(self.config, dc.replace(self.sampler, seed=self.sampler.seed + k))
+            sub.as_of_ = self.as_of_
+            fits.append(sub.fit_data(aggregate(j, as_of, self.config, segments=segs)))
+        idata = fits[0].idata.copy()
+        for group in ("posterior", "posterior_predictive", "sample_stats"):
+            if group not in idata.groups():
+                continue
+            parts = [getattr(f.idata, group) for f in fits]
+            cat = xr.concat(parts, dim="draw", data_vars="all", coords="minimal", compat="override")
+            cat = cat.assign_coords(draw=np.arange(cat.sizes["draw"]))
+            del idata[group]
+            idata.add_groups({group: cat})
+        const = idata.constant_data
+        for name in ("persons", "open_journeys"):
+            const[name] = sum(f.idata.constant_data[name] for f in fits) / len(fits)
+        const.attrs["identity_draws"] = len(fits)
+        ds = [f.diagnostics() for f in fits]
+        self.data_ = fits[0].data_
+        self._idata = idata
+        self._diagnostics = Diagnostics(
+            max_rhat=max(d.max_rhat for d in ds),
+            min_ess_bulk=min(d.min_ess_bulk for d in ds),
+            min_ess_tail=min(d.min_ess_tail for d in ds),
+            divergences=sum(d.divergences for d in ds),
+            chains=ds[0].chains,
+            draws=sum(d.draws for d in ds),
+        )
+        return self
+
     def _coords(self, data: LatencyData) -> tuple[dict, dict]:
         coords = {
             "segment": data.segments,
@@ -1009,17 +1054,40 @@ def fit(
     events: pd.DataFrame,
     as_of: pd.Timestamp,
     config: Config | None = None,
-    person_map: pd.DataFrame | None = None,
+    person_map: pd.DataFrame | list[pd.DataFrame] | None = None,
 ) -> LatencyModel:
     """Build journeys from canonical events and fit the latency model (what ``fit`` calls).
 
-    Uses ``config.sampler`` and the ``[latency]`` table (:class:`LatencyConfig`);
-    ``person_map`` is passed to :func:`~gaelp_bayes.journeys.build_journeys`.
+    Uses ``config.sampler`` and the ``[latency]`` table (:class:`LatencyConfig`).
+    ``person_map`` is one ``device_id -> person_id`` table, or several draws
+    of it (a list, or one table with a ``draw`` column, as the identity model
+    writes): then the model is fitted once per draw (at most
+    ``identity_draws`` of them, evenly spaced) and the posteriors are pooled,
+    so that linkage uncertainty widens the intervals (multiple imputation).
+    Without it, devices sharing a ``user_id`` are merged
+    (:func:`~gaelp_bayes.journeys.build_journeys`).
     """
     config = config or Config()
     cfg = config.model("latency", LatencyConfig)
-    journeys = build_journeys(events, as_of, person_map=person_map)
-    return LatencyModel(cfg, config.sampler).fit(journeys, as_of)
+    maps = _map_draws(person_map, cfg.identity_draws)
+    model = LatencyModel(cfg, config.sampler)
+    if len(maps) <= 1:
+        journeys = build_journeys(events, as_of, person_map=maps[0] if maps else None)
+        return model.fit(journeys, as_of)
+    return model.fit_imputations([build_journeys(events, as_of, person_map=m) for m in maps], as_of)
+
+
+def _map_draws(person_map, k: int) -> list[pd.DataFrame]:
+    if person_map is None:
+        return []
+    if isinstance(person_map, pd.DataFrame):
+        if "draw" not in person_map.columns:
+            return [person_map]
+        person_map = [g for _, g in person_map.groupby("draw", sort=True)]
+    maps = list(person_map)
+    if len(maps) > k:
+        maps = [maps[i] for i in np.unique(np.linspace(0, len(maps) - 1, k).round().astype(int))]
+    return maps
 
 
 # --------------------------------------------------------------------------- simulation

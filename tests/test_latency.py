@@ -323,3 +323,28 @@ def test_covariates_cells(tiny_world_events):
     with pytest.raises(Exception, match="nope"):
         L.aggregate(j, as_of, bad)
     assert isinstance(pd.Timestamp(as_of), pd.Timestamp)
+
+
+def test_identity_draws_are_pooled(tiny_world_events):
+    """A person map with a ``draw`` column: one fit per draw, posteriors concatenated."""
+    from gaelp_bayes.world import get_world, make_world
+
+    events, as_of = tiny_world_events
+    w = make_world(
+        get_world("parental-controls"), persons=1500, days=30, seed=2, latency_mc_persons=2000
+    )
+    m0 = w.devices[["device_id", "person_id"]]
+    m1 = m0.copy()
+    m1.loc[m1.index[::3], "person_id"] = "solo-" + m1.loc[m1.index[::3], "device_id"]
+    maps = pd.concat([m0.assign(draw=0), m1.assign(draw=1)])
+    cfg = Config(
+        sampler=SamplerConfig(chains=1, draws=100, tune=100, seed=0),
+        models={"latency": {"bucket_days": 1.0}},
+    )
+    with pytest.warns(Warning):
+        model = L.fit(events, as_of, cfg, person_map=maps)
+    assert model.idata.posterior.sizes["draw"] == 200
+    assert model.idata.constant_data.attrs["identity_draws"] == 2
+    assert model.diagnostics().draws == 200
+    s = model.summary()
+    assert set(s["segments"]) == set(events["segment"].dropna())
