@@ -49,7 +49,7 @@ class IdentityConfig:
     ``geo_time``), ``max_devices_per_prefix_day`` (prefix-days with more
     devices, e.g. carrier NAT, are not used), ``max_devices_per_rare_prefix``,
     ``geo_time_minutes``, ``max_devices_per_geo_window``.
-    Comparisons: ``rarity_cuts``, ``day_cuts``, ``overlap_cuts``,
+    Comparisons: ``rarity_cuts``, ``day_cuts``, ``overlap_cuts``, ``gap_cuts``,
     ``attributes`` (extra columns compared for equality), ``use_geo``,
     ``use_user_agent``, ``pool_by_device_type``.
     Priors: see :class:`~gaelp_bayes.identity.fellegi_sunter.FSPriors`.
@@ -63,8 +63,9 @@ class IdentityConfig:
     geo_time_minutes: int = 2
     max_devices_per_geo_window: int = 6
     rarity_cuts: list[int] = field(default_factory=lambda: [3, 12, 50])
-    day_cuts: list[int] = field(default_factory=lambda: [1, 3])
-    overlap_cuts: list[float] = field(default_factory=lambda: [0.1, 0.5])
+    day_cuts: list[int] = field(default_factory=lambda: [1, 2, 4])
+    overlap_cuts: list[float] = field(default_factory=lambda: [0.1, 0.3, 0.6])
+    gap_cuts: list[float] = field(default_factory=lambda: [1.0, 3.0, 7.0])
     attributes: list[str] = field(default_factory=lambda: ["segment"])
     use_geo: bool = True
     use_user_agent: bool = True
@@ -92,6 +93,7 @@ class IdentityConfig:
             rarity_cuts=tuple(int(x) for x in self.rarity_cuts),
             day_cuts=tuple(int(x) for x in self.day_cuts),
             overlap_cuts=tuple(float(x) for x in self.overlap_cuts),
+            gap_cuts=tuple(float(x) for x in self.gap_cuts),
             attributes=tuple(self.attributes),
             use_geo=self.use_geo,
             use_user_agent=self.use_user_agent,
@@ -109,7 +111,7 @@ class IdentityConfig:
 
     def validate(self) -> list[str]:
         problems = [f"identity.{p}" for p in self.blocking().validate()]
-        for name in ("rarity_cuts", "day_cuts", "overlap_cuts"):
+        for name in ("rarity_cuts", "day_cuts", "overlap_cuts", "gap_cuts"):
             v = getattr(self, name)
             if not isinstance(v, list | tuple) or not v or list(v) != sorted(v):
                 problems.append(f"identity.{name} must be a non-empty increasing list, got {v!r}")

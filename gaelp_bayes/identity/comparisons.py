@@ -15,7 +15,8 @@ missing, higher = more agreement):
       from ``rarity_cuts`` crossed with the number of days on which the two
       devices shared an uncrowded prefix (``day_cuts``);
     * co-activity: the overlap of the two devices' activity spans
-      (intersection over union of [first, last] seen) cut at ``overlap_cuts``;
+      (intersection over union of [first, last] seen) cut at ``overlap_cuts``,
+      or, for spans that barely overlap, the days between them (``gap_cuts``);
     * geo: whether the two devices' most frequent ``geo`` agree.
 ``user_agent``
     0 missing, 1 different, 2 same first token (OS family), 3 identical.
@@ -44,7 +45,8 @@ __all__ = ["ComparisonConfig", "compare"]
 class ComparisonConfig:
     rarity_cuts: tuple[int, ...] = (3, 12, 50)
     day_cuts: tuple[int, ...] = (1, 2, 4)
-    overlap_cuts: tuple[float, ...] = (1e-4, 0.1, 0.3, 0.6)
+    overlap_cuts: tuple[float, ...] = (0.1, 0.3, 0.6)
+    gap_cuts: tuple[float, ...] = (1.0, 3.0, 7.0)
     attributes: tuple[str, ...] = ("segment",)
     use_geo: bool = True
     use_user_agent: bool = True
@@ -96,8 +98,16 @@ def compare(blocked: BlockingResult, cfg: ComparisonConfig | None = None) -> pd.
     )
     overlap = np.where(span > 0, np.clip(hi - lo, 0, None) / np.where(span > 0, span, 1), 1.0)
     out["span_overlap"] = overlap
-    ov = np.digitize(overlap, cfg.overlap_cuts)
-    n_ov = len(cfg.overlap_cuts) + 1
+    # co-activity: spans that overlap by at least overlap_cuts[0] are graded by overlap;
+    # the others by the time between them (days), so single-event devices still count
+    gap = np.clip(lo - hi, 0, None)
+    n_gap = len(cfg.gap_cuts) + 1
+    ov = np.where(
+        overlap >= cfg.overlap_cuts[0],
+        n_gap - 1 + np.digitize(overlap, cfg.overlap_cuts),
+        n_gap - 1 - np.digitize(gap, cfg.gap_cuts),
+    )
+    n_ov = n_gap + len(cfg.overlap_cuts)
     level = ip * n_ov + ov
     n_levels = n_ip * n_ov
     if cfg.use_geo and d["geo"].notna().any():
