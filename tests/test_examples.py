@@ -10,6 +10,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TINY = {"example_world.py": ["--persons", "800", "--days", "20", "--mc-persons", "4000"]}
 TINY["latency_example.py"] = ["--persons", "800", "--days", "20", "--mc-persons", "2000", "--draws", "100", "--tune", "100"]  # fmt: skip
+TINY["identity_example.py"] = ["--persons", "800", "--days", "20", "--draws", "100", "--tune", "100", "--map-draws", "3"]  # fmt: skip
 
 
 def _load(path: Path):
