@@ -158,9 +158,7 @@ def _check_events(events: pd.DataFrame, cfg: IdentityConfig) -> None:
             "  what to do: fit without the identity model (every device is its own person)."
         )
     if "user_id" in events.columns:
-        logged = events.groupby("device_id", observed=True)["user_id"].agg(
-            lambda s: s.notna().any()
-        )
+        logged = events["user_id"].notna().groupby(events["device_id"], observed=True).any()
         if bool(logged.all()):
             raise DataError(
                 f"identity: all {n_dev} devices carry a user_id, so the device -> person map is "
