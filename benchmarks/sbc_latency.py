@@ -10,7 +10,11 @@ per quantity.
     python benchmarks/sbc_latency.py --replications 200 --persons 300
 
 Shapes are fixed across replications (every (segment, bucket, status) row is
-present, with zero counts where empty), so NUTS is compiled once.
+present, with zero counts where empty) and the whole NUTS run (warmup and
+sampling, numpyro's functional ``hmc`` API) is one jitted function of the
+data, so it is compiled once (numpyro's ``MCMC`` re-traced and re-compiled
+parts of warmup per run, which leaked compiled code until LLVM ran out of
+memory after ~100 replications).
 """
 
 from __future__ import annotations
@@ -59,10 +63,10 @@ def run_sbc(
     segments: int = 3,
     follow_up_days: float = 40.0,
     bucket_days: float = 1.0,
-    warmup: int = 150,
-    draws: int = 200,
-    thin: int = 2,
-    max_tree_depth: int = 8,
+    warmup: int = 300,
+    draws: int = 400,
+    thin: int = 4,
+    max_tree_depth: int = 10,
     bins: int = 10,
     delay: str = "weibull",
     seed: int = 0,
@@ -71,7 +75,8 @@ def run_sbc(
     """Run SBC and return ranks, chi-square and KS p-values per quantity."""
     setup_jax()
     import jax
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import initialize_model
 
     from gaelp_bayes.models.latency import (
         LatencyConfig,
@@ -85,34 +90,60 @@ def run_sbc(
     n_buckets = int(np.ceil(follow_up_days / bucket_days)) + 1
     prior = sample_prior(cfg, segments, seed=seed, num_samples=replications)
     model = partial(latency_model, n_segments=segments, config=cfg, centered=False)
-    mcmc = MCMC(
-        NUTS(model, target_accept_prob=0.9, max_tree_depth=max_tree_depth),
-        num_warmup=warmup,
-        num_samples=draws,
-        num_chains=1,
-        progress_bar=False,
-        jit_model_args=True,
-    )
     rng = np.random.default_rng(seed + 1)
+
+    def rows_of(r: int) -> tuple[dict, dict]:
+        truth = {k: v[r] for k, v in prior.items()}
+        days, conv, seg = simulate_times(cfg, truth, [persons] * segments, follow_up_days, rng)
+        data = aggregate_times(days, conv, seg, cfg, segments=list(range(segments)))
+        return truth, _full_rows(data, segments, n_buckets)
+
+    first_truth, first_kw = rows_of(0)
+    x = first_kw.pop("x")
+    # one compiled NUTS run (warmup + sampling) whose data are arguments: compiled once
+    info = initialize_model(
+        jax.random.PRNGKey(seed), model, model_kwargs={**first_kw, "x": x}, dynamic_args=True
+    )
+    init_kernel, sample_kernel = hmc(potential_fn_gen=info.potential_fn, algo="NUTS")
+    z0 = jax.tree_util.tree_map(lambda v: v * 0.0, info.param_info.z)  # start at 0 (unconstrained)
+
+    @jax.jit
+    def run_one(key, kw):
+        kw = {**kw, "x": x}
+        state = init_kernel(
+            z0,
+            num_warmup=warmup,
+            target_accept_prob=0.9,
+            max_tree_depth=max_tree_depth,
+            model_kwargs=kw,
+            rng_key=key,
+        )
+
+        def step(st, _):
+            st = sample_kernel(st, model_kwargs=kw)
+            return st, (st.z, st.diverging)
+
+        _, (zs, div) = jax.lax.scan(step, state, None, length=warmup + draws)
+        zs = jax.tree_util.tree_map(lambda a: a[warmup::thin], zs)
+        post = jax.vmap(lambda z: info.postprocess_fn(**kw)(z))(zs)
+        return post, div[warmup:].sum()
+
     ranks: dict[str, list[np.ndarray]] = {q: [] for q in QUANTITIES}
     divergent = 0
     t0 = time.perf_counter()
     for r in range(replications):
-        truth = {k: v[r] for k, v in prior.items()}
-        days, conv, seg = simulate_times(cfg, truth, [persons] * segments, follow_up_days, rng)
-        data = aggregate_times(days, conv, seg, cfg, segments=list(range(segments)))
-        kw = _full_rows(data, segments, n_buckets)
-        mcmc.run(jax.random.PRNGKey(seed * 100_000 + r), extra_fields=("diverging",), **kw)
-        divergent += int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
-        post = {k: np.asarray(v)[::thin] for k, v in mcmc.get_samples().items()}
+        truth, kw = (first_truth, first_kw) if r == 0 else rows_of(r)
+        kw.pop("x", None)
+        post, div = run_one(jax.random.PRNGKey(seed * 100_000 + r), kw)
+        divergent += int(div)
         for q in QUANTITIES:
-            ranks[q].append(np.sum(post[q] < truth[q][None, ...], axis=0).ravel())
+            ranks[q].append(np.sum(np.asarray(post[q]) < truth[q][None, ...], axis=0).ravel())
         if progress and (r + 1) % max(1, replications // 10) == 0:
             print(
                 f"  {r + 1}/{replications} replications, {time.perf_counter() - t0:.0f} s",
                 flush=True,
             )
-    n_draws = draws // thin
+    n_draws = len(range(0, draws, thin))
     result = {
         "replications": replications,
         "persons_per_segment": persons,

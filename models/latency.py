@@ -54,7 +54,8 @@ from gaelp_bayes.errors import DataError, MissingDependencyError, NotYetSupporte
 from gaelp_bayes.journeys import build_journeys, journey_times
 
 DELAYS = ("weibull", "loglogistic", "lognormal")
-#: log of the smallest time (days) the model distinguishes from 0 (about 0.1 s).
+#: log of the smallest time (days) the model represents (about 0.1 s); a bucket edge at 0
+#: is treated as exactly 0 (S = 1).
 LOG_T_MIN = math.log(1e-6)
 #: Sampled (free) variables of the model, in a fixed order; which exist depends on the data.
 FREE_SITES = (
@@ -444,7 +445,8 @@ def _loglik(cfg, seg, log_lo, log_hi, event, count, eta, log_scale, log_shape, l
         comps = _log_surv(xp, cfg.delay, log_t[:, None], log_scale[seg], log_shape[seg])
         return jax.scipy.special.logsumexp(comps + log_w[seg], axis=1)
 
-    ls_lo = log_s(log_lo)
+    # a bucket starting at 0 starts at t = 0 exactly: S(0) = 1 whatever the shape
+    ls_lo = xp.where(log_lo <= LOG_T_MIN + 1e-3, 0.0, log_s(log_lo))
     ls_hi = log_s(log_hi)
     log_mass = ls_lo + _log1mexp(xp, ls_hi - ls_lo)
     if eta is None:
@@ -556,7 +558,9 @@ def build_pymc_model(
                 comps = -pt.exp(zz) if cfg.delay == "weibull" else -pt.softplus(zz)
             return pm.math.logsumexp(comps + log_w[seg], axis=1, keepdims=False)
 
-        ls_lo, ls_hi = log_s(kw["log_lo"]), log_s(kw["log_hi"])
+        at_zero = kw["log_lo"] <= LOG_T_MIN + 1e-3  # S(0) = 1 whatever the shape
+        ls_lo = pt.switch(at_zero, 0.0, log_s(kw["log_lo"]))
+        ls_hi = log_s(kw["log_hi"])
         d = pt.minimum(ls_hi - ls_lo, -1e-7)
         log_mass = ls_lo + pt.switch(d > -0.6931472, pt.log(-pt.expm1(d)), pt.log1p(-pt.exp(d)))
         event = kw["event"]
@@ -587,7 +591,7 @@ def _np_surv(cfg: LatencyConfig, post: dict[str, np.ndarray], seg, log_t) -> np.
     lsh = post["log_shape_s"][:, seg, :]
     lt = np.asarray(log_t, dtype=np.float64)
     lt = lt[None, :, None] if lt.ndim == 1 else lt[..., None]
-    comps = np.exp(_np_log_surv(cfg.delay, lt, lsc, lsh))
+    comps = np.where(lt <= LOG_T_MIN + 1e-3, 1.0, np.exp(_np_log_surv(cfg.delay, lt, lsc, lsh)))
     if cfg.components == 2:
         w = post["mix_weight"][:, seg]
         return w * comps[..., 0] + (1 - w) * comps[..., 1]

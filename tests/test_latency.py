@@ -289,13 +289,17 @@ def test_fit_entry_point_on_events(tiny_world_events):
 
 
 @pytest.fixture(scope="module")
-def tiny_world_events():
+def tiny_world():
     from gaelp_bayes.world import get_world, make_world
 
-    w = make_world(
+    return make_world(
         get_world("parental-controls"), persons=1500, days=30, seed=2, latency_mc_persons=2000
     )
-    return w.events.to_pandas(), w.as_of
+
+
+@pytest.fixture(scope="module")
+def tiny_world_events(tiny_world):
+    return tiny_world.events.to_pandas(), tiny_world.as_of
 
 
 def test_no_segment_column_gives_one_segment(tiny_world_events):
@@ -325,15 +329,10 @@ def test_covariates_cells(tiny_world_events):
     assert isinstance(pd.Timestamp(as_of), pd.Timestamp)
 
 
-def test_identity_draws_are_pooled(tiny_world_events):
+def test_identity_draws_are_pooled(tiny_world, tiny_world_events):
     """A person map with a ``draw`` column: one fit per draw, posteriors concatenated."""
-    from gaelp_bayes.world import get_world, make_world
-
     events, as_of = tiny_world_events
-    w = make_world(
-        get_world("parental-controls"), persons=1500, days=30, seed=2, latency_mc_persons=2000
-    )
-    m0 = w.devices[["device_id", "person_id"]]
+    m0 = tiny_world.devices[["device_id", "person_id"]]
     m1 = m0.copy()
     m1.loc[m1.index[::3], "person_id"] = "solo-" + m1.loc[m1.index[::3], "device_id"]
     maps = pd.concat([m0.assign(draw=0), m1.assign(draw=1)])
