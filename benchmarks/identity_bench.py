@@ -178,6 +178,7 @@ def scale(args) -> dict:
     sampler = SamplerConfig(draws=args.draws, tune=args.tune, chains=2, seed=0)
     model = fit(events, events["timestamp"].max(), Config(sampler=sampler))
     t_fit = time.perf_counter() - t0
+    print(json.dumps({"fit_total_s": t_fit, "timings": model.timings}), flush=True)
     t1 = time.perf_counter()
     model.person_map()
     maps = model.person_map_draws(args.map_draws)

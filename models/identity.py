@@ -207,10 +207,11 @@ class IdentityModel:
 
     def link_probability(self) -> pd.DataFrame:
         """Per pair: posterior mean P(link) and 90% interval over parameter draws."""
-        p = self.p_draws[:, self.pattern_index]
+        # statistics per pattern (few), then looked up per pair (many)
+        q05_k, q95_k = np.quantile(self.p_draws, [0.05, 0.95], axis=0)
+        mean = self.p_draws.mean(axis=0)[self.pattern_index]
+        q05, q95 = q05_k[self.pattern_index], q95_k[self.pattern_index]
         lab = self._labels()
-        mean = p.mean(axis=0)
-        q05, q95 = np.quantile(p, [0.05, 0.95], axis=0)
         fixed = lab != 0
         val = np.where(lab == 1, 1.0, 0.0)
         return pd.DataFrame(
