@@ -119,12 +119,13 @@ def fit(
         model = module.fit(events, end, config, person_map=person_map, **kwargs)
         warn_if_poor(model.diagnostics(), name)
         fitted.append(model)
-        # identity hands its device->person map to the models after it,
-        # and its tables (links, persons, person draws) to the bundle
-        if hasattr(model, "person_map"):
-            person_map = model.person_map()
+        # identity hands its device->person map draws to the models after it
+        # (they fit over several draws, so linkage uncertainty propagates), and
+        # its tables (links, persons, person draws) to the bundle
         if hasattr(model, "tables"):
             tables.update(model.tables())
+        if hasattr(model, "person_map"):
+            person_map = tables.get("person_draws", model.person_map())
     step("writing bundle")
     inputs = [Path(events_path)] + ([Path(auctions_path)] if auctions_path else [])
     return write_bundle(

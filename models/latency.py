@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from gaelp_bayes.config import Config, SamplerConfig
-from gaelp_bayes.diagnostics import Diagnostics, diagnose, interval, warn_if_poor
+from gaelp_bayes.diagnostics import Diagnostics, diagnose, interval
 from gaelp_bayes.errors import DataError, MissingDependencyError, NotYetSupportedError
 from gaelp_bayes.journeys import build_journeys, journey_times
 
@@ -815,8 +815,7 @@ class LatencyModel:
         self._attach(idata, data)
         self._idata = idata
         self._diagnostics = diagnose(idata, var_names=self._diagnostic_vars(idata))
-        warn_if_poor(self._diagnostics, self.name)
-        return self
+        return self  # the caller applies the diagnostics policy (pipeline: warn_if_poor)
 
     def fit_imputations(self, journeys: list[pd.DataFrame], as_of: pd.Timestamp) -> LatencyModel:
         """Fit once per journeys table (one per identity draw) and pool the posteriors.
