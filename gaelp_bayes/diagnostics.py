@@ -22,6 +22,7 @@ class Diagnostics:
     divergences: int
     chains: int
     draws: int
+    var_names: tuple[str, ...] = ()  # the posterior variables these figures cover
 
     @property
     def problems(self) -> list[str]:
@@ -41,7 +42,9 @@ class Diagnostics:
         return not self.problems
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "ok": self.ok, "problems": self.problems}
+        d = asdict(self)
+        d["var_names"] = list(self.var_names)
+        return {**d, "ok": self.ok, "problems": self.problems}
 
 
 def diagnose(idata, var_names: list[str] | None = None) -> Diagnostics:
@@ -68,6 +71,7 @@ def diagnose(idata, var_names: list[str] | None = None) -> Diagnostics:
         divergences=div,
         chains=int(post.sizes["chain"]),
         draws=int(post.sizes["draw"]),
+        var_names=tuple(names),
     )
 
 

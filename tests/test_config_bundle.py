@@ -118,6 +118,7 @@ def test_bundle_round_trip_and_contract(tmp_path, check_contract):
     )
     d = b.manifest["diagnostics"]["latency"]
     assert d["max_rhat"] < 1.01 and d["divergences"] == 0 and d["ok"]
+    assert d["var_names"] == ["p"]  # what the figures cover, for the report's rank plots
     with pytest.raises(InputNotFoundError, match="no 'market' model"):
         b.idata("market")
     res = subprocess.run(

@@ -27,7 +27,8 @@ __all__ = [
     "worst_params",
 ]
 
-#: Sampled parameters worth a rank plot, per model (others: every posterior variable):
+#: Fallback for bundles whose manifest does not record which variables the
+#: diagnostics covered. Sampled parameters worth a rank plot, per model (others: every posterior variable):
 #: those the model's diagnostics policy checks, so the plots match the table.
 MAIN_PARAMS: dict[str, list[str]] = {
     "market": ["mu", "sigma", "hour_sd", "cell_raw", "ctr_intercept", "ctr_segment_sd", "ctr_z"],
@@ -195,13 +196,20 @@ def worst_params(
     return out[:k]
 
 
-def rank_plot(idata, model: str, k: int = 6) -> str:
-    """Rank plots (ArviZ) of the ``k`` worst-converged parameters of a model, as HTML."""
+def rank_plot(idata, model: str, k: int = 6, checked: list[str] | None = None) -> str:
+    """Rank plots (ArviZ) of the ``k`` worst-converged parameters of a model, as HTML.
+
+    ``checked`` are the variables the model's diagnostics covered, as the
+    manifest records them; bundles written before that was recorded fall
+    back to the per-model lists above.
+    """
     import arviz as az
 
     names = MAIN_PARAMS.get(model)
     if model in PARAM_FUNCS:
         names = PARAM_FUNCS[model](idata.posterior)
+    if checked:
+        names = [n for n in checked if n in idata.posterior]
     worst = worst_params(idata, names, k)
     if not worst:
         return note(f"{model}: no posterior variables to plot.")
@@ -235,5 +243,6 @@ def diagnostics_section(ctx: ReportContext) -> str:
     )
     for model in ctx.bundle.models:
         body += f"<h3>{esc(model)}</h3>"
-        body += rank_plot(ctx.idata(model), model, ctx.max_panels)
+        checked = (_diag(ctx, model) or {}).get("var_names")
+        body += rank_plot(ctx.idata(model), model, ctx.max_panels, checked)
     return section("diagnostics", "Diagnostics", body)
