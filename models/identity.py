@@ -54,7 +54,9 @@ class IdentityConfig:
     ``use_user_agent``, ``pool_by_device_type``.
     Priors: see :class:`~gaelp_bayes.identity.fellegi_sunter.FSPriors`.
     Output: ``map_draws`` (K sampled person maps kept), ``link_threshold``
-    (point-estimate links).
+    (point-estimate links), ``max_devices_per_person`` (inferred persons are
+    rebuilt from their strongest links when transitive chaining makes them
+    larger; known links are never cut).
     """
 
     rules: list[str] = field(default_factory=lambda: ["prefix_day", "rare_prefix", "user_id"])
@@ -78,6 +80,7 @@ class IdentityConfig:
     floor: float = 1.0
     map_draws: int = 20
     link_threshold: float = 0.5
+    max_devices_per_person: int = 6  # cap on inferred persons (known links may exceed it)
 
     def blocking(self) -> BlockingConfig:
         return BlockingConfig(
@@ -133,6 +136,11 @@ class IdentityConfig:
         if not isinstance(self.map_draws, int) or self.map_draws < 1:
             problems.append(
                 f"identity.map_draws must be a positive integer, got {self.map_draws!r}"
+            )
+        if not isinstance(self.max_devices_per_person, int) or self.max_devices_per_person < 2:
+            problems.append(
+                "identity.max_devices_per_person must be an integer >= 2, "
+                f"got {self.max_devices_per_person!r}"
             )
         if not 0 < self.link_threshold < 1:
             problems.append(
@@ -237,7 +245,9 @@ class IdentityModel:
     def _cluster(self, linked: np.ndarray, weight: np.ndarray, account: np.ndarray) -> np.ndarray:
         c = self.comparisons
         a, b = c["a"].to_numpy()[linked], c["b"].to_numpy()[linked]
-        return constrained_components(self.n_devices, a, b, weight[linked], account)
+        return constrained_components(
+            self.n_devices, a, b, weight[linked], account, self.config.max_devices_per_person
+        )
 
     def _point_labels(self) -> np.ndarray:
         if self._point is None:

@@ -246,3 +246,21 @@ def test_fit_beats_chance_on_a_small_world(fitted):
     assert sc["f1"] > 0.6 and sc["ece"] < 0.1
     rep = model.blocking_report()
     assert 0.5 < rep["recall_on_known_links"] <= 1.0
+
+
+def test_chaining_is_cut_at_the_weakest_links_not_at_known_ones():
+    """A chain of inferred links never grows a person beyond the size cap."""
+    n = 10
+    a, b = np.arange(n - 1), np.arange(1, n)  # a path 0-1-2-...-9
+    w = np.array([0.99, 0.98, 0.6, 0.97, 0.96, 0.55, 0.95, 0.94, 0.93])
+    no_acc = np.full(n, -1)
+    lab = constrained_components(n, a, b, w, no_acc, max_size=3)
+    sizes = np.bincount(np.unique(lab, return_inverse=True)[1])
+    assert sizes.max() <= 3
+    # the weak links (0.6 between 2-3, 0.55 between 5-6) are the ones cut
+    assert lab[0] == lab[1] == lab[2] and lab[2] != lab[3]
+    assert lab[3] == lab[4] == lab[5] and lab[5] != lab[6]
+    # without a cap it is one component; known links (weight >= 2) are never cut
+    assert len(np.unique(constrained_components(n, a, b, w, no_acc))) == 1
+    known = np.full(n - 1, 2.0)
+    assert len(np.unique(constrained_components(n, a, b, known, no_acc, max_size=3))) == 1

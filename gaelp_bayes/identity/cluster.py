@@ -2,11 +2,14 @@
 
 Links are the edges of a graph on devices; a person is a connected component.
 Transitivity can chain two logged-in devices with different ``user_id`` s
-into one person; that is never allowed. Components without such a conflict
-come straight from :func:`scipy.sparse.csgraph.connected_components`; the few
-with a conflict are rebuilt edge by edge (known links first, then by
-decreasing link probability), skipping any edge that would merge two
-different ``user_id`` s.
+into one person; that is never allowed. It can also chain many persons'
+devices through a few false links into one implausibly large "person".
+Components without either problem come straight from
+:func:`scipy.sparse.csgraph.connected_components`; the few with one are
+rebuilt edge by edge (known links first, then by decreasing link
+probability), skipping any edge that would merge two different
+``user_id`` s or make a component larger than ``max_size`` devices (known
+links are never skipped for size).
 """
 
 from __future__ import annotations
@@ -57,24 +60,29 @@ def constrained_components(
     b: np.ndarray,
     weight: np.ndarray,
     account: np.ndarray,
+    max_size: int | None = None,
 ) -> np.ndarray:
     """Component label per device from edges ``a``-``b`` (``weight`` orders repairs).
 
     ``account`` is the device's account class (-1: none; see
     :func:`account_classes`); two devices of different classes never end up
     in one component. Edges with ``weight >= 2`` are treated as known links
-    (merged first).
+    (merged first, whatever the size). ``max_size`` caps how many devices a
+    component built from inferred links may hold (``None``: no cap).
     """
     if len(a) == 0:
         return np.arange(n_devices, dtype=np.int64)
     g = sparse.coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n_devices, n_devices))
     _, labels = connected_components(g, directed=False)
     has = account >= 0
-    if not has.any():
-        return labels.astype(np.int64)
-    comp_acc = pd.DataFrame({"c": labels[has], "acc": account[has]})
-    n_acc = comp_acc.groupby("c")["acc"].nunique()
-    bad = n_acc.index[n_acc.to_numpy() > 1].to_numpy()
+    bad = np.zeros(0, np.int64)
+    if has.any():
+        comp_acc = pd.DataFrame({"c": labels[has], "acc": account[has]})
+        n_acc = comp_acc.groupby("c")["acc"].nunique()
+        bad = n_acc.index[n_acc.to_numpy() > 1].to_numpy()
+    if max_size is not None:
+        sizes = np.bincount(labels)
+        bad = np.union1d(bad, np.flatnonzero(sizes > max_size))
     if bad.size == 0:
         return labels.astype(np.int64)
     labels = labels.astype(np.int64).copy()
@@ -83,6 +91,7 @@ def constrained_components(
     order = e[np.argsort(-weight[e], kind="stable")]
     parent = {}
     acc_of = {}
+    size_of: dict[int, int] = {}
 
     def find(x: int) -> int:
         root = x
@@ -100,8 +109,12 @@ def constrained_components(
         ay = acc_of.get(y, account[y] if account[y] >= 0 else -1)
         if ax >= 0 and ay >= 0 and ax != ay:
             continue
+        sx, sy = size_of.get(x, 1), size_of.get(y, 1)
+        if max_size is not None and weight[i] < 2 and sx + sy > max_size:
+            continue
         parent[y] = x
         acc_of[x] = ax if ax >= 0 else ay
+        size_of[x] = sx + sy
     nodes = np.flatnonzero(in_bad)
     roots = np.array([find(int(v)) for v in nodes], dtype=np.int64)
     labels[nodes] = n_devices + roots  # fresh labels, disjoint from scipy's
