@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gaelp_bayes.diagnostics import MAX_RHAT, MIN_ESS
+from gaelp_bayes.models.latency import FREE_SITES as LATENCY_SITES
 from gaelp_bayes.report.context import ReportContext
 from gaelp_bayes.report.figures import figure_html, grid
 from gaelp_bayes.report.html import alert, esc, fmt_num, note, section, table
@@ -32,26 +33,7 @@ __all__ = [
 #: those the model's diagnostics policy checks, so the plots match the table.
 MAIN_PARAMS: dict[str, list[str]] = {
     "market": ["mu", "sigma", "hour_sd", "cell_raw", "ctr_intercept", "ctr_segment_sd", "ctr_z"],
-    "latency": [
-        "mu_logit",
-        "sigma_logit",
-        "logit_p",
-        "z_logit_p",
-        "beta",
-        "mu_log_scale",
-        "log_gap",
-        "sigma_log_scale",
-        "log_scale",
-        "z_log_scale",
-        "log_shape",
-        "sigma_log_shape",
-        "log_shape_s",
-        "z_log_shape_s",
-        "mu_mix",
-        "sigma_mix",
-        "logit_mix",
-        "z_logit_mix",
-    ],
+    "latency": list(LATENCY_SITES),
 }
 
 
