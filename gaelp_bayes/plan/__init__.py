@@ -1,0 +1,1 @@
+"""Model-based bid planning under posterior uncertainty (issue 9)."""

@@ -1,0 +1,1 @@
+"""Posterior-sampled journey simulator in JAX and its Gymnasium environment (issue 8)."""
