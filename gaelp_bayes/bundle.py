@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,9 +70,31 @@ def write_bundle(
     tables: dict[str, pd.DataFrame] | None = None,
     extra_summary: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a bundle folder and return its path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write a bundle folder and return its path.
+
+    The bundle is written into a temporary sibling folder and moved into
+    place only when complete: a failed write leaves any previous bundle at
+    ``out_dir`` untouched, and a re-fit never mixes files of two fits.
+    """
+    final = Path(out_dir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        _write_into(out, models, as_of, config, inputs, tables, extra_summary)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+        final.rename(old)
+        out.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        out.rename(final)
+    return final
+
+
+def _write_into(out, models, as_of, config, inputs, tables, extra_summary) -> None:
     summary: dict[str, Any] = {"as_of": _iso(as_of)}
     diagnostics = {}
     for m in models:
@@ -96,7 +121,6 @@ def write_bundle(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return out
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pandas as pd
 from gaelp_bayes.bundle import write_bundle
 from gaelp_bayes.config import Config
 from gaelp_bayes.diagnostics import warn_if_poor
-from gaelp_bayes.errors import NotYetSupportedError, UsageError
+from gaelp_bayes.errors import DataError, GaelpError, NotYetSupportedError, UsageError
 
 #: Known models in pipeline order, and the module that fits each.
 MODELS = {
@@ -68,6 +68,23 @@ def parse_as_of(value: str | None, events: pd.DataFrame) -> pd.Timestamp:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def check_out_dir(out_dir: str | Path) -> None:
+    """Refuse an ``--out`` that would overwrite something that is not a bundle.
+
+    A new or empty folder, or an existing bundle (re-fit: replaced as a whole
+    only once the new one is complete), is fine; a file, or a folder holding
+    other things, is refused before any work starts, so nothing is lost.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GaelpError(f"--out {out} is a file, not a folder; give a new folder for the bundle")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise GaelpError(
+            f"--out {out} is a folder with other files in it and no bundle manifest; "
+            "give a new or empty folder (a bundle is never written over other files)"
+        )
+
+
 def fit(
     events_path: str | Path,
     out_dir: str | Path,
@@ -82,6 +99,7 @@ def fit(
     """Fit the chosen models on an events export and write a bundle."""
     from gaelp_bayes.io import read_auctions, read_events
 
+    check_out_dir(out_dir)
     step("reading and validating events")
     events = read_events(events_path, mode="strict", fmt=fmt).table
     auctions = None
@@ -89,7 +107,10 @@ def fit(
         step("reading and validating auctions")
         auctions = read_auctions(auctions_path, mode="strict").table
     if events.empty:
-        raise UsageError(f"{events_path}: no events to fit")
+        raise DataError(
+            f"{events_path}: no events to fit (the file has a header but no rows)",
+            hint="export a period with activity, or check the path",
+        )
     end = parse_as_of(as_of, events)
     if end < events["timestamp"].min():
         raise UsageError(

@@ -189,3 +189,27 @@ def test_fit_missing_input_and_bad_config(tmp_path, small_world):
         ],
     )
     assert res.exit_code == 1 and "sampler.chains" in res.output
+
+
+@pytest.mark.parametrize("content", ["", "device_id,timestamp,event_type\n"])
+def test_fit_on_an_empty_file_is_a_user_error(tmp_path, content):
+    src = tmp_path / "events.csv"
+    src.write_text(content)
+    res = runner.invoke(app, ["fit", str(src), "--out", str(tmp_path / "b")])
+    assert res.exit_code == 1, res.output
+    assert str(src) in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "b").exists()
+
+
+def test_fit_refuses_an_out_that_is_not_a_bundle_and_loses_nothing(small_world, tmp_path):
+    events = str(small_world / "events.parquet")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    res = runner.invoke(app, ["fit", events, "--out", str(a_file)])
+    assert res.exit_code == 1 and "is a file" in res.output, res.output
+    assert a_file.read_text() == "keep me"
+    # the data folder itself as --out: other files, no manifest
+    before = sorted(p.name for p in small_world.iterdir())
+    res = runner.invoke(app, ["fit", events, "--out", str(small_world)])
+    assert res.exit_code == 1 and "no bundle manifest" in res.output, res.output
+    assert sorted(p.name for p in small_world.iterdir()) == before

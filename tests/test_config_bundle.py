@@ -149,3 +149,25 @@ def test_diagnostics_policy_flags_poor_chains():
     assert not d.ok and any("R-hat" in p for p in d.problems)
     good = Diagnostics(1.001, 900, 800, 0, 2, 1000)
     assert good.ok and good.to_dict()["problems"] == []
+
+
+def test_a_failed_write_keeps_the_previous_bundle_and_a_refit_replaces_it(tmp_path):
+    as_of = pd.Timestamp("2026-01-31", tz="UTC")
+    out = write_bundle(tmp_path / "b", [_Fake()], as_of=as_of, config={"run": 1})
+
+    class _Broken(_Fake):
+        name = "market"
+
+        def summary(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_bundle(out, [_Fake(), _Broken()], as_of=as_of, config={"run": 2})
+    b = load_bundle(out)
+    assert b.manifest["config"] == {"run": 1} and b.models == ["latency"]
+    # no half-written temporary folders are left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+    write_bundle(out, [_Fake()], as_of=as_of, config={"run": 3})
+    assert load_bundle(out).manifest["config"] == {"run": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
