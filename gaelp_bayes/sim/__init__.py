@@ -1,1 +1,76 @@
-"""Posterior-sampled journey simulator in JAX and its Gymnasium environment (issue 8)."""
+"""Posterior-sampled journey simulator in JAX and its Gymnasium environment (issue 8).
+
+Public API (see docs/simulator.md):
+
+- :class:`SimParams`, :func:`from_world`, :func:`from_bundle`, :func:`as_jax`,
+  :func:`stack`, :func:`take`, :func:`mean_params` — parameters;
+- :func:`simulate`, :func:`simulate_draws`, :func:`rollout`, :func:`step`,
+  :func:`init_state`, :func:`sample_persons`, :func:`capacity`, :func:`totals`,
+  :class:`Outcome` — the simulator (JAX; importing it configures JAX for the CPU);
+- :func:`read_schedule`, :func:`schedule_array` — schedule CSV <-> bids array.
+
+The simulator functions are imported lazily so that ``import gaelp_bayes.sim``
+does not start JAX.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gaelp_bayes.sim.params import (
+    SimParams,
+    as_jax,
+    from_world,
+    logged_policy,
+    mean_params,
+    stack,
+    take,
+    world_params,
+)
+
+_CORE = {
+    "simulate",
+    "simulate_draws",
+    "rollout",
+    "step",
+    "init_state",
+    "sample_persons",
+    "capacity",
+    "totals",
+    "Outcome",
+    "HourOutcome",
+    "PersonOutcome",
+    "Persons",
+    "SimState",
+    "FOLLOW_DAYS",
+}
+_LAZY = {
+    "from_bundle": "gaelp_bayes.sim.bundle",
+    "read_schedule": "gaelp_bayes.sim.schedule",
+    "schedule_array": "gaelp_bayes.sim.schedule",
+    "summarize": "gaelp_bayes.sim.bundle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _CORE:
+        return getattr(importlib.import_module("gaelp_bayes.sim.core"), name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gaelp_bayes.sim' has no attribute {name!r}")
+
+
+__all__ = [
+    "SimParams",
+    "as_jax",
+    "from_world",
+    "logged_policy",
+    "mean_params",
+    "stack",
+    "take",
+    "world_params",
+    *sorted(_CORE),
+    *sorted(_LAZY),
+]

@@ -1,0 +1,582 @@
+"""The journey simulator: pure JAX, hourly ``lax.scan``, explicit PRNG keys.
+
+One rollout (:func:`simulate`) takes one parameter set
+(:class:`~gaelp_bayes.sim.params.SimParams`), a bid schedule
+``bids[day, hour, channel, segment]`` (0 = do not bid), a budget and a key,
+and simulates the plan population of data-contract section 6: persons who
+arrive during the schedule's ``days`` at the segments' arrival rates,
+followed for ``follow_days`` more days without ads. Every hour, for every
+person and channel:
+
+1. opportunities arrive at ``opp_rate[segment, channel, hour] x
+   profile_opp[profile, channel] x exposure`` (exposure = the part of the
+   hour inside the person's active window);
+2. we bid ``bids[day, hour, channel, segment]`` (times ``exp(bid_noise x
+   z)`` when a noisy policy is simulated) while the person has not converted
+   and total spend is below the budget, and win when the bid beats both the
+   competing bid (log-normal mixture, per channel and hour) and the floor;
+   wins are Poisson with rate ``opportunities x P(win)`` (exact thinning of a
+   Poisson process), split into clicked and unclicked wins by the CTR;
+3. a win costs the second price (``max(competing, floor)`` given a win) or,
+   in a first-price auction, the bid;
+4. each win adds ``beta[..., 0]`` and each click ``beta[..., 1]`` expected
+   conversions, delivered over time by the channel's gamma kernel
+   (represented exactly or by a two-moment Erlang mixture, see
+   :func:`gaelp_bayes.sim.params.gamma_phase_type`), on top of the organic
+   intensity ``alpha`` while the person is active;
+5. an in-market person converts when the cumulative intensity reaches their
+   Exp(1) threshold (first conversion ends the journey and the bidding).
+
+Everything is jit-compiled and vmappable: :func:`simulate_draws` maps over
+posterior draws; the planner can also ``vmap`` :func:`simulate` over
+candidate schedules. See docs/simulator.md.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gaelp_bayes.inference import setup_jax
+
+setup_jax()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from jax.scipy.special import gammainc, ndtr, ndtri  # noqa: E402
+
+from gaelp_bayes.sim.params import HOURS, SimParams  # noqa: E402
+
+#: Days the plan population is followed after the schedule's last day (data contract s. 6).
+FOLLOW_DAYS = 30
+MODES = ("sample", "rb", "mean")
+_TINY = 1e-30
+
+
+class Persons(NamedTuple):
+    """The simulated population (``N`` = capacity; rows with ``valid == 0`` are padding)."""
+
+    segment: Any  # (N,) int32
+    profile: Any  # (N,) int32 device profile
+    arrival: Any  # (N,) days from the schedule's start
+    window: Any  # (N,) active days
+    in_market: Any  # (N,) 0/1 (sample mode) or P(in market) (rb, mean)
+    threshold: Any  # (N,) Exp(1) threshold of the cumulative intensity
+    valid: Any  # (N,) 1.0 for a real person, 0.0 for padding
+
+
+class SimState(NamedTuple):
+    """State carried from hour to hour."""
+
+    hour: Any  # () int32, hours since the start
+    kernel_mass: Any  # (N, C, K) touch effect not yet delivered, per Erlang stage
+    intensity: Any  # (N,) cumulative conversion intensity H so far
+    alive: Any  # (N,) 1 = not converted (sample); P(not converted) (rb, mean)
+    conv_time: Any  # (N,) days of the first conversion (inf: none yet; sample mode)
+    first_win: Any  # (N,) days of the first won impression (inf: none)
+    spend: Any  # () total spend so far
+    stop_hour: Any  # () first hour with no bidding because of the budget (-1: not yet)
+
+
+class HourOutcome(NamedTuple):
+    """Population totals of one hour."""
+
+    spend: Any
+    wins: Any
+    clicks: Any
+    conversions: Any
+
+
+class Outcome(NamedTuple):
+    """Result of one rollout. Per-day arrays cover ``days + follow_days`` days.
+
+    ``conversions`` are first conversions of the plan population (organic
+    ones too) by the day they happen; ``conversions_noads`` what the same
+    persons (same thresholds: common random numbers) would do with no ads at
+    all. In ``rb`` and ``mean`` modes counts are expectations (fractional).
+    """
+
+    spend: Any  # (D,) spend per day
+    wins: Any  # (D,) won impressions per day
+    clicks: Any  # (D,) clicks per day
+    conversions: Any  # (D,) first conversions per day
+    conversions_noads: Any  # (D,) first conversions per day with no ads at all
+    persons: Any  # () persons in the plan population
+    stop_hour: Any  # () hour when the budget stopped bidding (-1: never)
+
+
+class PersonOutcome(NamedTuple):
+    """Per-person detail of a rollout (for tests and diagnostics)."""
+
+    persons: Persons
+    conv_time: Any  # (N,) days, inf if no conversion within the horizon
+    first_win: Any  # (N,) days of the first won impression, inf if none
+
+
+# ---------------------------------------------------------------------------
+# helpers
+
+
+def capacity(params: SimParams, days: int, margin: float = 6.0) -> int:
+    """Static number of person slots for a plan of ``days`` days.
+
+    The population size is Poisson with mean ``sum(arrival_rate) x days``;
+    the capacity is that mean (the largest over draws) plus ``margin``
+    standard deviations, so truncation has negligible probability.
+    """
+    lam = float(np.max(np.sum(np.asarray(params.arrival_rate), axis=-1))) * days
+    return math.ceil(lam + margin * math.sqrt(lam) + 16)
+
+
+def sample_persons(
+    params: SimParams, key: jax.Array, days: int, n_max: int, mode: str = "sample"
+) -> Persons:
+    """Draw the plan population (arrivals uniform over ``[0, days)``)."""
+    k_n, k_seg, k_arr, k_win, k_mkt, k_thr, k_prof = jax.random.split(key, 7)
+    rate = params.arrival_rate
+    total = jnp.sum(rate)
+    n = jax.random.poisson(k_n, total * days)
+    valid = (jnp.arange(n_max) < n).astype(jnp.float32)
+    seg = jax.random.categorical(k_seg, jnp.log(rate + _TINY), shape=(n_max,))
+    arrival = jax.random.uniform(k_arr, (n_max,), minval=0.0, maxval=float(days))
+    shape = params.window_shape[seg]
+    window = jax.random.gamma(k_win, shape) * params.window_mean[seg] / shape
+    q = params.in_market[seg]
+    in_market = (
+        (jax.random.uniform(k_mkt, (n_max,)) < q).astype(jnp.float32) if mode == "sample" else q
+    )
+    threshold = jax.random.exponential(k_thr, (n_max,))
+    profile = jax.random.categorical(k_prof, jnp.log(params.profile_prob[seg] + _TINY))
+    return Persons(
+        segment=seg.astype(jnp.int32),
+        profile=profile.astype(jnp.int32),
+        arrival=arrival,
+        window=window,
+        in_market=in_market,
+        threshold=threshold,
+        valid=valid,
+    )
+
+
+def init_state(params: SimParams, persons: Persons) -> SimState:
+    n = persons.segment.shape[0]
+    C, K = params.kernel_weight.shape
+    return SimState(
+        hour=jnp.int32(0),
+        kernel_mass=jnp.zeros((n, C, K), jnp.float32),
+        intensity=jnp.zeros(n, jnp.float32),
+        alive=jnp.ones(n, jnp.float32),
+        conv_time=jnp.full(n, jnp.inf, jnp.float32),
+        first_win=jnp.full(n, jnp.inf, jnp.float32),
+        spend=jnp.float32(0.0),
+        stop_hour=jnp.int32(-1),
+    )
+
+
+#: Poisson counts up to this many are drawn exactly by inverse CDF; larger rates use a
+#: rounded normal approximation (see :func:`_poisson_icdf`).
+_POISSON_TERMS = 12
+_POISSON_NORMAL_RATE = 4.0
+
+
+def _poisson_icdf(u, rate):
+    """Poisson(``rate``) draw from a uniform ``u`` by inverse CDF (elementwise).
+
+    Exact (up to ``_POISSON_TERMS - 1``) for rates below ``_POISSON_NORMAL_RATE``
+    (the truncation has probability below 1e-4 there); above it, the
+    continuity-corrected normal approximation ``round(rate + sqrt(rate) z)``.
+    Both use one uniform, far cheaper than ``jax.random.poisson`` on a CPU.
+    """
+    p = jnp.exp(-rate)
+    cdf = p
+    k = jnp.zeros_like(rate)
+    for i in range(1, _POISSON_TERMS):
+        k = k + (u > cdf)
+        p = p * rate / i
+        cdf = cdf + p
+    big = jnp.maximum(jnp.floor(rate + jnp.sqrt(rate) * ndtri(u) + 0.5), 0.0)
+    return jnp.where(rate < _POISSON_NORMAL_RATE, k, big)
+
+
+def _kernel_ops(params: SimParams, dt_days: float):
+    """Stage transitions and exit probabilities of the kernel over ``dt_days``.
+
+    Mass in stage ``j`` (0-based: ``j + 1`` exponential stages left) moves
+    ``m`` stages in ``dt`` with Poisson(``rate x dt``) probability; it is
+    delivered (adds to the intensity) once it passes stage 0.
+    Returns ``trans (C, K, K)`` with ``trans[c, i, j]`` = P(stage j -> stage i)
+    and ``exit (C, K)`` = P(delivered).
+    """
+    K = params.kernel_weight.shape[-1]
+    lam = params.kernel_rate * dt_days  # (C,)
+    j = jnp.arange(K)
+    steps = j[None, :] - j[:, None]  # (i, j): j - i
+    logp = (
+        steps[None] * jnp.log(lam[:, None, None] + _TINY)
+        - lam[:, None, None]
+        - jax.scipy.special.gammaln(jnp.maximum(steps, 0) + 1.0)[None]
+    )
+    trans = jnp.where(steps[None] >= 0, jnp.exp(logp), 0.0)
+    exit_ = gammainc(j[None, :] + 1.0, lam[:, None])
+    return trans, exit_
+
+
+def _mixture_cdf(params: SimParams, hod, logx):
+    """Per-component CDF of the competing bid at ``log x`` (..., C) -> (..., C, J)."""
+    loc = params.bid_loc[:, hod, :]  # (C, J)
+    z = (logx[..., None] - loc) / params.bid_sigma
+    return ndtr(z)
+
+
+def _expected_price(params: SimParams, hod, bid, cdf_b):
+    """E[price | win] per (N, C) in closed form (second price with floor, or first price)."""
+    loc = params.bid_loc[:, hod, :]  # (C, J)
+    sig = params.bid_sigma
+    w = params.bid_weight
+    floor = params.floor
+    logb = jnp.log(jnp.maximum(bid, _TINY))[..., None]
+    logf = jnp.log(jnp.maximum(floor, _TINY))[:, None]
+    has_floor = (floor > 0)[:, None]
+    cdf_f = jnp.where(has_floor, ndtr((logf - loc) / sig), 0.0)  # (C, J)
+    m1 = jnp.exp(loc + 0.5 * sig**2)
+    upper = ndtr((logb - loc - sig**2) / sig)
+    lower = jnp.where(has_floor, ndtr((logf - loc - sig**2) / sig), 0.0)
+    part = w * (floor[:, None] * cdf_f + m1 * jnp.maximum(upper - lower, 0.0))
+    pw = jnp.sum(w * cdf_b, axis=-1)
+    second = jnp.sum(part, axis=-1) / jnp.maximum(pw, _TINY)
+    return jnp.where(params.first_price > 0, bid, second)
+
+
+def _sample_price(params: SimParams, hod, u_comp, u_price, bid, cdf_b):
+    """One draw of the price paid given a win, per (N, C), from two uniforms.
+
+    The mixture component is drawn with probability proportional to
+    ``weight x CDF(bid)`` (inverse CDF on the cumulative weights), then the
+    competing bid from that component truncated above at the bid.
+    """
+    loc = jnp.broadcast_to(params.bid_loc[:, hod, :], cdf_b.shape)
+    sig = jnp.broadcast_to(params.bid_sigma, cdf_b.shape)
+    wc = params.bid_weight * cdf_b  # (N, C, J)
+    cum = jnp.cumsum(wc, axis=-1)
+    j = jnp.sum(u_comp[..., None] * cum[..., -1:] > cum, axis=-1)
+    j = jnp.minimum(j, cdf_b.shape[-1] - 1)[..., None]
+    loc_j = jnp.take_along_axis(loc, j, axis=-1)[..., 0]
+    sig_j = jnp.take_along_axis(sig, j, axis=-1)[..., 0]
+    cdf_j = jnp.take_along_axis(cdf_b, j, axis=-1)[..., 0]
+    u = jnp.clip(u_price * cdf_j, 1e-12, 1 - 1e-7)
+    competing = jnp.minimum(jnp.exp(loc_j + sig_j * ndtri(u)), bid)
+    second = jnp.maximum(competing, params.floor)
+    return jnp.where(params.first_price > 0, bid, second)
+
+
+def _exposure(persons: Persons, hour):
+    """Hours of ``[hour, hour + 1)`` inside each person's active window, and its midpoint."""
+    a = persons.arrival * HOURS
+    e = (persons.arrival + persons.window) * HOURS
+    lo = jnp.maximum(hour, a)
+    hi = jnp.minimum(hour + 1.0, e)
+    return jnp.clip(hi - lo, 0.0, 1.0), 0.5 * (lo + hi)
+
+
+def step(
+    params: SimParams,
+    persons: Persons,
+    state: SimState,
+    bids_hour: jax.Array,
+    key: jax.Array,
+    budget: jax.Array | float = jnp.inf,
+    *,
+    mode: str = "sample",
+    bid_noise: float = 0.0,
+    ads: bool = True,
+) -> tuple[SimState, HourOutcome]:
+    """Advance the population by one hour.
+
+    ``bids_hour`` is ``(C, S)``: this hour's bid per channel and segment.
+    With ``ads=False`` (static) no auction is simulated (the follow-up).
+    """
+    hour = state.hour
+    hod = hour % HOURS
+    seg = persons.segment
+    expo, mid = _exposure(persons, hour.astype(jnp.float32))
+    trans, exit_ = _kernel_ops(params, 1.0 / HOURS)
+    trans_h, exit_h = _kernel_ops(params, 0.5 / HOURS)
+    mass = state.kernel_mass
+    alive0 = state.alive
+    zero = jnp.float32(0.0)
+    if ads:
+        n_u = 5 if bid_noise > 0 else 4
+        u = jax.random.uniform(key, (n_u, *persons.segment.shape, params.n_channels))
+        bid = bids_hour.T[seg]  # (N, C)
+        if bid_noise > 0:
+            bid = bid * jnp.exp(bid_noise * ndtri(jnp.clip(u[4], 1e-7, 1 - 1e-7)))
+        can_bid = (state.spend < budget).astype(jnp.float32)
+        logb = jnp.log(jnp.maximum(bid, _TINY))
+        cdf_b = _mixture_cdf(params, hod, logb)  # (N, C, J)
+        p_win = jnp.sum(params.bid_weight * cdf_b, axis=-1)
+        p_win = jnp.where((bid > 0) & (bid > params.floor), p_win, 0.0)
+        lam = (
+            params.opp_rate[seg, :, hod]
+            * params.profile_opp[persons.profile]
+            * (expo * persons.valid * can_bid)[:, None]
+        )
+        ctr = jnp.minimum(params.ctr[seg] * params.profile_ctr[persons.profile], 1.0)
+        rate = lam * p_win
+        if mode == "sample":
+            rate = rate * alive0[:, None]
+        if mode == "mean":
+            wins = rate
+            clicks = rate * ctr
+            price = _expected_price(params, hod, bid, cdf_b)
+        else:
+            clicks = _poisson_icdf(u[0], rate * ctr)
+            wins = clicks + _poisson_icdf(u[1], rate * (1 - ctr))
+            price = _sample_price(params, hod, u[2], u[3], bid, cdf_b)
+        # sample: touches stop at the conversion; rb/mean: potential touches, whose
+        # spend is counted with P(not converted yet)
+        weight = jnp.ones_like(alive0) if mode == "sample" else alive0
+        spend_pc = wins * price
+        h_spend = jnp.sum(spend_pc * weight[:, None])
+        h_wins = jnp.sum(wins * weight[:, None])
+        h_clicks = jnp.sum(clicks * weight[:, None])
+        inj_amount = wins * params.beta[seg, :, 0] + clicks * params.beta[seg, :, 1]  # (N, C)
+        inj = inj_amount[..., None] * params.kernel_weight  # (N, C, K)
+        won_any = jnp.sum(wins, axis=-1) > 0
+        first_win = jnp.where(jnp.isinf(state.first_win) & won_any, mid / HOURS, state.first_win)
+        delivered_inj = jnp.sum(inj * exit_h, axis=(1, 2))
+        inj_mass = jnp.einsum("ncj,cij->nci", inj, trans_h)
+        stopped = (state.stop_hour < 0) & (can_bid == 0) & (jnp.max(bids_hour) > 0)
+        stop_hour = jnp.where(stopped, hour, state.stop_hour)
+        spend = state.spend + h_spend
+    else:
+        h_spend = h_wins = h_clicks = zero
+        delivered_inj = 0.0
+        inj_mass = 0.0
+        first_win = state.first_win
+        stop_hour = state.stop_hour
+        spend = state.spend
+    delivered = jnp.sum(mass * exit_, axis=(1, 2)) + delivered_inj
+    new_mass = jnp.einsum("ncj,cij->nci", mass, trans) + inj_mass
+    organic = params.alpha[seg] * expo / HOURS
+    h0 = state.intensity
+    h1 = h0 + delivered + organic
+    if mode == "sample":
+        newly = (alive0 > 0) & (persons.in_market > 0) & (h1 >= persons.threshold)
+        frac = jnp.clip((persons.threshold - h0) / jnp.maximum(h1 - h0, _TINY), 0.0, 1.0)
+        conv_time = jnp.where(newly, (hour + frac) / HOURS, state.conv_time)
+        alive = jnp.where(newly, 0.0, alive0)
+        conv = jnp.sum(newly * persons.valid)
+    else:
+        q = persons.in_market
+        alive = 1.0 - q + q * jnp.exp(-h1)
+        conv = jnp.sum(q * (jnp.exp(-h0) - jnp.exp(-h1)) * persons.valid)
+        conv_time = state.conv_time
+    new_state = SimState(
+        hour=hour + 1,
+        kernel_mass=new_mass,
+        intensity=h1,
+        alive=alive,
+        conv_time=conv_time,
+        first_win=first_win,
+        spend=spend,
+        stop_hour=stop_hour,
+    )
+    return new_state, HourOutcome(h_spend, h_wins, h_clicks, conv)
+
+
+def _noads(persons: Persons, params: SimParams, n_days: int, mode: str):
+    """Conversions per day with no ads at all (closed form; same persons and thresholds)."""
+    alpha = params.alpha[persons.segment]
+    edges = jnp.arange(n_days + 1, dtype=jnp.float32)
+    h = alpha[:, None] * jnp.clip(edges[None, :] - persons.arrival[:, None], 0.0, None)
+    h = jnp.minimum(h, (alpha * persons.window)[:, None])
+    if mode == "sample":
+        done = (h >= persons.threshold[:, None]) & (persons.in_market[:, None] > 0)
+        cum = jnp.sum(done * persons.valid[:, None], axis=0)
+    else:
+        cum = jnp.sum(persons.in_market[:, None] * -jnp.expm1(-h) * persons.valid[:, None], axis=0)
+    return jnp.diff(cum)
+
+
+def _hourly_bids(bids: jax.Array) -> jax.Array:
+    days = bids.shape[0]
+    return bids.reshape(days * HOURS, *bids.shape[2:]).astype(jnp.float32)
+
+
+def rollout(
+    params: SimParams,
+    bids: jax.Array,
+    budget: jax.Array | float,
+    key: jax.Array,
+    *,
+    n_max: int,
+    follow_days: int = FOLLOW_DAYS,
+    mode: str = "sample",
+    bid_noise: float = 0.0,
+) -> tuple[Outcome, PersonOutcome]:
+    """:func:`simulate` plus per-person detail (not jitted; wrap it yourself)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    days = bids.shape[0]
+    k_pop, k_ads, k_untouched = jax.random.split(key, 3)
+    persons = sample_persons(params, k_pop, days, n_max, mode)
+    state = init_state(params, persons)
+    hb = _hourly_bids(jnp.asarray(bids))
+    keys = jax.random.split(k_ads, days * HOURS)
+    budget = jnp.asarray(budget, jnp.float32)
+
+    def ads_body(s, x):
+        b, k = x
+        return step(params, persons, s, b, k, budget, mode=mode, bid_noise=bid_noise, ads=True)
+
+    state, out_ads = jax.lax.scan(ads_body, state, (hb, keys))
+
+    def follow_body(s, _):
+        dummy = jnp.zeros(hb.shape[1:], jnp.float32)
+        return step(params, persons, s, dummy, k_ads, mode=mode, ads=False)
+
+    state, out_follow = jax.lax.scan(follow_body, state, None, length=follow_days * HOURS)
+    n_days = days + follow_days
+    hourly = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([a, b]).reshape(n_days, HOURS).sum(axis=1),
+        out_ads,
+        out_follow,
+    )
+    # conversions outside the simulated journeys (from_bundle): same in both arms
+    lam_u = jnp.sum(params.untouched_rate) * (jnp.arange(n_days) < days)
+    if mode == "sample":
+        untouched = jax.random.poisson(k_untouched, lam_u).astype(jnp.float32)
+    else:
+        untouched = lam_u.astype(jnp.float32)
+    outcome = Outcome(
+        spend=hourly.spend,
+        wins=hourly.wins,
+        clicks=hourly.clicks,
+        conversions=hourly.conversions + untouched,
+        conversions_noads=_noads(persons, params, n_days, mode) + untouched,
+        persons=jnp.sum(persons.valid),
+        stop_hour=state.stop_hour,
+    )
+    return outcome, PersonOutcome(persons, state.conv_time, state.first_win)
+
+
+@partial(jax.jit, static_argnames=("n_max", "follow_days", "mode", "bid_noise"))
+def simulate(
+    params: SimParams,
+    bids: jax.Array,
+    budget: jax.Array | float,
+    key: jax.Array,
+    *,
+    n_max: int,
+    follow_days: int = FOLLOW_DAYS,
+    mode: str = "sample",
+    bid_noise: float = 0.0,
+) -> Outcome:
+    """Simulate one rollout of a schedule under one parameter set.
+
+    Parameters
+    ----------
+    params
+        One parameter set (no draws axis), float32 arrays (:func:`as_jax`).
+    bids
+        ``(days, 24, C, S)`` bid per impression; 0 = do not bid.
+    budget
+        Bidding stops for good once total spend reaches it (checked at the
+        start of each hour; ``jnp.inf`` = no budget).
+    key
+        A ``jax.random`` key; the same key gives the same rollout.
+    n_max
+        Person slots (static), e.g. :func:`capacity` ``(params, days)``.
+    follow_days
+        Days after the schedule with no ads (default 30, the contract's).
+    mode
+        ``"sample"`` (every count sampled), ``"rb"`` (opportunities and wins
+        sampled, conversion thresholds integrated out: counts are expected
+        values given the sampled touches, less noise) or ``"mean"``
+        (expected wins and prices too, still random persons; smooth in the
+        bids, slightly biased, see docs/simulator.md).
+    bid_noise
+        Log-sd of a per-auction multiplicative jitter on our bids (to replay
+        a noisy logged policy; 0 for a plan).
+
+    Returns
+    -------
+    Outcome
+        Per-day spend, wins, clicks, conversions and no-ads conversions over
+        ``days + follow_days`` days, the population size and the hour the
+        budget stopped bidding.
+
+    Examples
+    --------
+    >>> import jax
+    >>> from gaelp_bayes.sim import from_world, as_jax, capacity, simulate
+    >>> p = as_jax(from_world("world/truth"))  # doctest: +SKIP
+    >>> out = simulate(p, bids, 500.0, jax.random.key(0), n_max=capacity(p, 14))  # doctest: +SKIP
+    """
+    out, _ = rollout(
+        params,
+        bids,
+        budget,
+        key,
+        n_max=n_max,
+        follow_days=follow_days,
+        mode=mode,
+        bid_noise=bid_noise,
+    )
+    return out
+
+
+@partial(jax.jit, static_argnames=("n_max", "follow_days", "mode", "bid_noise"))
+def simulate_draws(
+    params: SimParams,
+    bids: jax.Array,
+    budget: jax.Array | float,
+    key: jax.Array,
+    *,
+    n_max: int,
+    follow_days: int = FOLLOW_DAYS,
+    mode: str = "sample",
+    bid_noise: float = 0.0,
+) -> Outcome:
+    """:func:`simulate` for every draw of a stacked ``params`` (one key per draw).
+
+    Every field of the result gets a leading ``draws`` axis.
+    """
+    n = params.arrival_rate.shape[0]
+    keys = jax.random.split(key, n)
+
+    def one(p, k):
+        out, _ = rollout(
+            p,
+            bids,
+            budget,
+            k,
+            n_max=n_max,
+            follow_days=follow_days,
+            mode=mode,
+            bid_noise=bid_noise,
+        )
+        return out
+
+    return jax.vmap(one)(params, keys)
+
+
+def totals(out: Outcome) -> dict[str, Any]:
+    """Plan totals (data contract section 6) from an outcome (arrays keep any draws axis).
+
+    ``cac`` and ``incremental_cac`` are ``inf`` or ``nan`` where the
+    denominator is not positive.
+    """
+    spend = jnp.sum(out.spend, axis=-1)
+    conv = jnp.sum(out.conversions, axis=-1)
+    inc = conv - jnp.sum(out.conversions_noads, axis=-1)
+    return {
+        "spend": spend,
+        "conversions": conv,
+        "incremental_conversions": inc,
+        "cac": jnp.where(conv > 0, spend / jnp.maximum(conv, _TINY), jnp.inf),
+        "incremental_cac": jnp.where(inc > 0, spend / jnp.maximum(inc, _TINY), jnp.inf),
+    }
