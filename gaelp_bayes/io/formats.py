@@ -1,62 +1,94 @@
 """Which reader a set of files needs: ``fmt`` names and ``"auto"`` detection.
 
-Only the canonical contract has a reader so far; the export formats of GA4,
-PostHog and Criteo are recognised by their tell-tale columns so that ``auto``
-can say what it saw instead of complaining about missing contract columns.
+The canonical contract (CSV/Parquet with the columns of ``docs/data-contract.md``)
+has the shared reader; the export formats of GA4 (BigQuery export), PostHog
+and Criteo (attribution dataset) have readers in :mod:`gaelp_bayes.io.exports`
+that map them to the contract. ``"auto"`` recognises an export by its
+tell-tale columns (see :data:`EXPORT_SIGNATURES`).
 """
 
 from __future__ import annotations
 
-from gaelp_bayes.errors import NotYetSupportedError
+from gaelp_bayes.errors import DataError
 from gaelp_bayes.io.contract import TableSpec
 from gaelp_bayes.io.sources import SourceFile
 
 FORMATS: tuple[str, ...] = ("auto", "canonical", "ga4", "posthog", "criteo")
-_EXPORTS: dict[str, tuple[str, frozenset[str]]] = {
-    "ga4": (
-        "GA4 (BigQuery export)",
-        frozenset({"event_name", "event_timestamp", "user_pseudo_id"}),
-    ),
+
+#: format -> (label, columns whose presence identifies it)
+EXPORT_SIGNATURES: dict[str, tuple[str, frozenset[str]]] = {
+    "ga4": ("GA4 (BigQuery export)", frozenset({"event_name", "event_timestamp"})),
     "posthog": ("PostHog", frozenset({"distinct_id", "event"})),
     "criteo": ("Criteo attribution", frozenset({"uid", "campaign", "conversion", "click"})),
 }
 
 
-_NOT_YET = (
-    "GA4, PostHog and Criteo readers are not implemented yet. For now, convert the export "
-    "to the canonical columns of docs/data-contract.md and use --format canonical."
-)
+def detect_export(f: SourceFile) -> str | None:
+    """The export format whose signature columns ``f`` has, or None."""
+    for name, (_, signature) in EXPORT_SIGNATURES.items():
+        if signature <= set(f.columns):
+            return name
+    return None
 
 
 def resolve_format(fmt: str, spec: TableSpec, files: list[SourceFile]) -> str:
-    """The reader to use for ``files``: ``"canonical"`` (the only one so far).
+    """The reader to use for ``files``: ``"canonical"``, ``"ga4"``, ``"posthog"`` or ``"criteo"``.
 
     ``"auto"`` is canonical when every file has the contract's required
     columns, and also when no file looks like a known export (so that a file
-    missing a column gets the contract's own message).
+    missing a column gets the contract's own message). Exports only carry
+    ``events``; an ``auctions`` table is always read as canonical.
 
     Raises
     ------
     ValueError
         ``fmt`` is not one of :data:`FORMATS`.
-    NotYetSupportedError
-        ``fmt`` names an export format, or ``auto`` recognised one.
+    DataError
+        The files mix formats, canonical input is not CSV/Parquet, or an
+        export file's format cannot be told from its columns.
     """
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if spec.name != "events":
+        fmt = "canonical"
+    if fmt == "auto":
+        fmt = _detect(spec, files)
     if fmt == "canonical":
-        return fmt
-    if fmt != "auto":
-        raise NotYetSupportedError(f"cannot read {_EXPORTS[fmt][0]} input: {_NOT_YET}")
-    if all(set(spec.required) <= set(f.columns) for f in files):
-        return "canonical"
-    for f in files:
-        for label, signature in _EXPORTS.values():
-            if signature <= set(f.columns):
-                raise NotYetSupportedError(
-                    f"{f.display} looks like a {label} export "
-                    f"(it has {', '.join(sorted(signature))}), not the canonical "
-                    f"{spec.name} columns {', '.join(spec.required)}. {_NOT_YET}"
+        for f in files:
+            if f.format not in ("csv", "parquet"):
+                kind = "JSON lines" if f.format == "json" else "tab-separated"
+                raise DataError(
+                    f"{f.display} is {kind}, but canonical {spec.name} input must be CSV or "
+                    "Parquet; convert it, or read an export with --format ga4, posthog or "
+                    "criteo (see docs/exports.md)."
                 )
-    return "canonical"
+    return fmt
+
+
+def _detect(spec: TableSpec, files: list[SourceFile]) -> str:
+    if all(f.format in ("csv", "parquet") for f in files) and all(
+        set(spec.required) <= set(f.columns) for f in files
+    ):
+        return "canonical"
+    found = {f.display: detect_export(f) for f in files}
+    kinds = {k for k in found.values() if k is not None}
+    if len(kinds) > 1:
+        listing = "; ".join(f"{d}: {k or 'unknown'}" for d, k in found.items())
+        raise DataError(
+            f"the input files are of different formats ({listing}); read each export on its "
+            "own, or pass --format."
+        )
+    if not kinds:
+        unknown = [f for f in files if f.format not in ("csv", "parquet")]
+        if unknown:
+            f = unknown[0]
+            cols = ", ".join(f.columns[:15]) or "none readable"
+            raise DataError(
+                f"cannot tell the export format of {f.display} from its columns ({cols}); "
+                "expected GA4 (event_name, event_timestamp), PostHog (distinct_id, event) or "
+                "Criteo (uid, campaign, conversion, click) columns. Pass --format."
+            )
+        return "canonical"
+    (kind,) = kinds
+    return kind

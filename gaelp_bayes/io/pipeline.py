@@ -15,6 +15,7 @@ Steps, all as SQL in the engine:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -94,8 +95,15 @@ def run(
     rejects_path: Path | None,
     source: str,
     fmt: str = "canonical",
+    loader: Callable[[Engine, str, SourceFile], LoadedSource] | None = None,
+    malformed_words: tuple[str, str] | None = None,
 ) -> tuple[pa.Table, ValidationReport]:
     """Validate ``files`` as table ``spec``; return the kept rows and the report.
+
+    ``loader`` replaces ``engine.load`` (export readers register a relation of
+    contract columns mapped from an export; see :mod:`gaelp_bayes.io.exports`);
+    ``malformed_words`` is ``(reason, expected)`` for malformed rows of a
+    non-CSV input (default: the CSV wording, "wrong number of fields").
 
     Raises
     ------
@@ -104,7 +112,8 @@ def run(
         breaks the contract.
     """
     check_required_columns(spec, files)
-    loaded = [engine.load(f"gb_src_{i}", f) for i, f in enumerate(files)]
+    load = loader or (lambda eng, relation, f: eng.load(relation, f))
+    loaded = [load(engine, f"gb_src_{i}", f) for i, f in enumerate(files)]
     engine.register_arrow(
         "gb_files",
         pa.table(
@@ -124,7 +133,7 @@ def run(
     found: list[tuple[int, Problem]] = []
     if n_bad or malformed or n_dup:
         _collect_rejected(engine, files, originals, bits, malformed=malformed, duplicates=n_dup > 0)
-        found = _problems(spec, engine, files, bits, originals)
+        found = _problems(spec, engine, files, bits, originals, malformed_words)
     problems = [p for _, p in found]
     row_problems = [p for bit, p in found if bit != bits.duplicate]
     if mode == "strict" and row_problems:
@@ -132,7 +141,10 @@ def run(
 
     written = None
     if rejects_path is not None and (n_bad or malformed or n_dup):
-        engine.write(_rejects_sql(spec, engine, bits, originals, malformed=malformed), rejects_path)
+        sql = _rejects_sql(
+            spec, engine, bits, originals, malformed=malformed, malformed_words=malformed_words
+        )
+        engine.write(sql, rejects_path)
         written = str(rejects_path)
 
     kept = _kept_relation(engine, n_dup > 0)
@@ -300,7 +312,12 @@ def _collect_rejected(
 
 
 def _problems(
-    spec: TableSpec, engine: Engine, files: list[SourceFile], bits: _Bits, originals: list[str]
+    spec: TableSpec,
+    engine: Engine,
+    files: list[SourceFile],
+    bits: _Bits,
+    originals: list[str],
+    malformed_words: tuple[str, str] | None = None,
 ) -> list[tuple[int, Problem]]:
     """(mask bit, Problem) per file and reason among the rows not kept."""
     described: dict[int, tuple[str, str | None, str, str]] = {}
@@ -308,12 +325,11 @@ def _problems(
         shown = rule.show_found and rule.column in originals
         found = f"r.{quote(rule.column)}" if shown and rule.column else "NULL"
         described[1 << k] = (rule.reason, rule.column, rule.expected, found)
-    described[bits.malformed] = (
+    reason, expected = malformed_words or (
         "malformed CSV row (wrong number of fields)",
-        None,
         "as many fields as the header (a value may not contain a line break)",
-        "r._gb_text",
     )
+    described[bits.malformed] = (reason, None, expected, "r._gb_text")
     if spec.key and spec.key in originals:
         described[bits.duplicate] = (
             f"duplicate {spec.key} (the first valid row is kept, the rest dropped)",
@@ -357,17 +373,29 @@ def _problems(
 
 
 def _rejects_sql(
-    spec: TableSpec, engine: Engine, bits: _Bits, originals: list[str], *, malformed: bool
+    spec: TableSpec,
+    engine: Engine,
+    bits: _Bits,
+    originals: list[str],
+    *,
+    malformed: bool,
+    malformed_words: tuple[str, str] | None = None,
 ) -> str:
     reasons = [
         f"CASE WHEN (r._gb_mask & {1 << k}) <> 0 THEN {literal(rule.reason)} END"
         for k, rule in enumerate(bits.rules)
     ]
-    reasons.append(
-        f"CASE WHEN (r._gb_mask & {bits.malformed}) <> 0 THEN 'malformed CSV row: expected ' "
-        f"|| CAST(r._gb_expected AS {engine.text_type}) || ' fields, found ' "
-        f"|| CAST(r._gb_fields AS {engine.text_type}) END"
-    )
+    if malformed_words is None:
+        reasons.append(
+            f"CASE WHEN (r._gb_mask & {bits.malformed}) <> 0 THEN 'malformed CSV row: expected ' "
+            f"|| CAST(r._gb_expected AS {engine.text_type}) || ' fields, found ' "
+            f"|| CAST(r._gb_fields AS {engine.text_type}) END"
+        )
+    else:
+        reasons.append(
+            f"CASE WHEN (r._gb_mask & {bits.malformed}) <> 0 "
+            f"THEN {literal(malformed_words[0])} END"
+        )
     if spec.key:
         reasons.append(
             f"CASE WHEN (r._gb_mask & {bits.duplicate}) <> 0 THEN 'duplicate {spec.key} "

@@ -45,6 +45,7 @@ def read_events(
     rejects_path: str | Path | None = None,
     engine: str = "duckdb",
     fmt: str = "auto",
+    mapping: str | Path | None = None,
 ) -> ReadResult:
     """Read and validate an ``events`` table (data contract section 1).
 
@@ -64,7 +65,14 @@ def read_events(
     engine : str
         Execution engine; ``"duckdb"`` (default).
     fmt : {"auto", "canonical", "ga4", "posthog", "criteo"}
-        Input format. Only the canonical contract has a reader so far.
+        Input format: the contract's own columns, or a GA4 BigQuery export
+        (NDJSON or Parquet), a PostHog export (CSV or JSON lines) or the Criteo
+        attribution dataset (TSV), mapped to the contract as documented in
+        ``docs/exports.md``. ``"auto"`` tells them apart by their columns.
+    mapping : str or Path or Mapping, optional
+        Export mapping (TOML, see :mod:`gaelp_bayes.io.exports.mapping`);
+        default: the one set by ``use_mapping``, else a ``gaelp-mapping.toml``
+        in the input folder or next to the input file, else the defaults.
 
     Returns
     -------
@@ -77,8 +85,8 @@ def read_events(
         ``path`` does not exist or holds no CSV/Parquet file.
     DataError
         A required column is missing (both modes), or a row is bad (strict).
-    NotYetSupportedError
-        ``fmt`` names (or ``"auto"`` recognised) a format without a reader yet.
+    ConfigError
+        The mapping file is invalid.
 
     Examples
     --------
@@ -88,7 +96,7 @@ def read_events(
     >>> res.table.dtypes["timestamp"]  # doctest: +SKIP
     datetime64[us, UTC]
     """
-    return _read(EVENTS, path, mode, rejects_path, engine, fmt)
+    return _read(EVENTS, path, mode, rejects_path, engine, fmt, mapping)
 
 
 def read_auctions(
@@ -120,6 +128,7 @@ def _read(
     rejects_path: str | Path | None,
     engine_name: str,
     fmt: str,
+    mapping: object = None,
 ) -> ReadResult:
     if mode not in ("strict", "lenient"):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
@@ -131,9 +140,23 @@ def _read(
         raise UsageError(f"the rejects file {rejects} is one of the inputs; choose another path")
     fmt = resolve_format(fmt, spec, files)
     with create_engine(engine_name) as engine:
-        table, report = run(
-            spec, files, engine, mode=mode, rejects_path=rejects, source=str(path), fmt=fmt
-        )
+        if fmt == "canonical":
+            table, report = run(
+                spec, files, engine, mode=mode, rejects_path=rejects, source=str(path), fmt=fmt
+            )
+        else:
+            from gaelp_bayes.io.exports import read_export, resolve_mapping
+
+            table, report = read_export(
+                spec,
+                fmt,
+                files,
+                engine,
+                mode=mode,
+                rejects_path=rejects,
+                source=str(path),
+                mapping=resolve_mapping(mapping, path),  # type: ignore[arg-type]
+            )
     return ReadResult(table=to_pandas(table), report=report)
 
 

@@ -2,7 +2,10 @@
 
 A path is one CSV file (optionally gzip-compressed), one Parquet file, or a
 folder whose ``*.csv``, ``*.csv.gz`` and ``*.parquet`` files (sorted by name,
-subfolders not searched) together form one table.
+subfolders not searched) together form one table. Exports of other tools may
+also be newline-delimited JSON (``.json``, ``.jsonl``, ``.ndjson``, optionally
+``.gz``) or tab-separated (``.tsv``, ``.tsv.gz``); only the export readers of
+:mod:`gaelp_bayes.io.exports` read those.
 
 Example
 -------
@@ -24,8 +27,20 @@ from typing import Literal
 
 from gaelp_bayes.errors import DataError, InputNotFoundError
 
-FileFormat = Literal["csv", "parquet"]
-_SUFFIXES: dict[str, FileFormat] = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet"}
+FileFormat = Literal["csv", "parquet", "json", "tsv"]
+_SUFFIXES: dict[str, FileFormat] = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".parquet": "parquet",
+    ".json": "json",
+    ".json.gz": "json",
+    ".jsonl": "json",
+    ".jsonl.gz": "json",
+    ".ndjson": "json",
+    ".ndjson.gz": "json",
+    ".tsv": "tsv",
+    ".tsv.gz": "tsv",
+}
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class SourceFile:
 
 
 def file_format(path: Path) -> FileFormat | None:
-    """``"csv"`` or ``"parquet"`` from the file name, or None for anything else."""
+    """``"csv"``, ``"parquet"``, ``"json"`` or ``"tsv"`` from the file name, or None."""
     name = path.name.lower()
     for suffix, fmt in _SUFFIXES.items():
         if name.endswith(suffix):
@@ -88,7 +103,12 @@ def discover(path: str | Path) -> list[SourceFile]:
 def _source(path: Path, display: str) -> SourceFile:
     fmt = file_format(path)
     assert fmt is not None
-    columns = _csv_header(path, display) if fmt == "csv" else _parquet_header(path, display)
+    if fmt in ("csv", "tsv"):
+        columns = _csv_header(path, display, "\t" if fmt == "tsv" else ",")
+    elif fmt == "json":
+        columns = _json_header(path, display)
+    else:
+        columns = _parquet_header(path, display)
     repeated = [name for name, n in Counter(columns).items() if n > 1]
     if repeated:
         raise DataError(
@@ -98,7 +118,7 @@ def _source(path: Path, display: str) -> SourceFile:
     return SourceFile(path=path, display=display, format=fmt, columns=tuple(columns))
 
 
-def _csv_header(path: Path, display: str) -> list[str]:
+def _csv_header(path: Path, display: str, delimiter: str = ",") -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as raw:
@@ -116,9 +136,30 @@ def _csv_header(path: Path, display: str) -> list[str]:
             f"{display}: the file is empty or starts with a blank line; "
             "expected a header line with the column names."
         )
-    names = next(csv.reader(io.StringIO(line)))
+    names = next(csv.reader(io.StringIO(line), delimiter=delimiter))
     # An unnamed column (pandas' index written by ``to_csv``) gets a name.
     return [name or f"unnamed_{i + 1}" for i, name in enumerate(names)]
+
+
+def _json_header(path: Path, display: str) -> list[str]:
+    """Top-level keys of the first JSON object among the first lines (none if unreadable)."""
+    import json
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as raw:
+            for _, line in zip(range(100), raw, strict=False):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    return list(obj)
+    except OSError as exc:
+        raise DataError(f"{display}: cannot be read as JSON lines ({exc}).") from None
+    return []
 
 
 def _parquet_header(path: Path, display: str) -> list[str]:
