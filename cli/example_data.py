@@ -17,7 +17,7 @@ from gaelp_bayes.cli.options import (
     handle_errors,
     show_progress,
 )
-from gaelp_bayes.errors import NotYetSupportedError, UsageError
+from gaelp_bayes.errors import UsageError
 
 FORMATS = ("canonical", "ga4", "posthog", "criteo")
 
@@ -32,18 +32,33 @@ def run_example_data(
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got '{fmt}'")
-    if fmt != "canonical":
-        raise NotYetSupportedError(
-            f"--format {fmt} is not implemented yet (GA4/PostHog/Criteo writers come with the "
-            "export-readers work); use --format canonical"
-        )
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"OUT_DIR {out_dir} exists and is not a folder; pick another path")
     spec = get_world(world)
     with steps(show_progress(quiet)) as step:
         w = make_world(spec, persons=persons, days=days, seed=seed, progress=step)
         step("writing files")
-        return write_world(w, out_dir)
+        paths = write_world(w, out_dir)
+        if fmt == "canonical":
+            return paths
+        step(f"writing the events as a {fmt} export")
+        return _write_export(w, paths, out_dir, fmt)
+
+
+def _write_export(w, paths: dict[str, Path], out_dir: Path, fmt: str) -> dict[str, Path]:
+    """Replace the canonical events by what ``fmt`` would export (OUT_DIR/events/);
+    the canonical events it was made from move to truth/events.parquet."""
+    import shutil
+
+    from gaelp_bayes.io.exports import write_export
+
+    export_dir = out_dir / "events"
+    if export_dir.exists():
+        shutil.rmtree(export_dir)
+    write_export(w.events, export_dir, fmt, provenance=w.params["provenance"])
+    truth_events = paths["truth"] / "events.parquet"
+    paths["events"].replace(truth_events)
+    return {"events": export_dir, "auctions": paths["auctions"], "truth": paths["truth"]}
 
 
 @handle_errors

@@ -43,6 +43,10 @@ def fit(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when diagnostics fail the policy.")
     ] = False,
+    mapping: Annotated[
+        Path | None,
+        typer.Option("--mapping", help="Export mapping TOML for GA4/PostHog/Criteo input."),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Fit the chosen models (default: all that are available) and write a bundle."""
@@ -51,6 +55,7 @@ def fit(
     from gaelp_bayes.cli.options import existing_path
     from gaelp_bayes.config import load_config
     from gaelp_bayes.errors import ConvergenceWarning, GaelpError
+    from gaelp_bayes.io.exports import use_mapping
     from gaelp_bayes.progress import steps
 
     existing_path(events, "EVENTS")
@@ -58,7 +63,13 @@ def fit(
         existing_path(auctions, "--auctions")
     cfg = load_config(config, chains=chains, draws=draws, tune=tune, seed=seed, backend=backend)
     chosen = pipeline.parse_models(models)
-    with warnings.catch_warnings(record=True) as caught, steps(show_progress(quiet)) as step:
+    if mapping is not None:
+        existing_path(mapping, "--mapping file")
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        steps(show_progress(quiet)) as step,
+        use_mapping(mapping),
+    ):
         warnings.simplefilter("always", ConvergenceWarning)
         path = pipeline.fit(
             events,

@@ -64,6 +64,14 @@ def validate(
             "./<input name>.rejects.csv. Auctions go to <name>.auctions.<ext>.",
         ),
     ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(
+            "--mapping",
+            help="Export mapping TOML (conversion events, channel rules; docs/exports.md). "
+            "Default: gaelp-mapping.toml next to the input, else built-in defaults.",
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Read and check input against the data contract and print a report."""
@@ -74,6 +82,8 @@ def validate(
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}; got '{fmt}'")
     existing_path(events, "events input")
+    if mapping is not None:
+        existing_path(mapping, "--mapping file")
     if auctions is not None:
         existing_path(auctions, "auctions input")
     mode = "strict" if strict else "lenient"
@@ -87,8 +97,13 @@ def validate(
     with steps(show_progress(quiet)) as step:
         for kind, path, rejects_path in jobs:
             step(f"reading {kind} from {path}")
-            reader = read_events if kind == "events" else read_auctions
-            reports.append(reader(path, mode=mode, rejects_path=rejects_path, fmt=fmt).report)
+            if kind == "events":
+                result = read_events(
+                    path, mode=mode, rejects_path=rejects_path, fmt=fmt, mapping=mapping
+                )
+            else:
+                result = read_auctions(path, mode=mode, rejects_path=rejects_path, fmt=fmt)
+            reports.append(result.report)
     for i, report in enumerate(reports):
         if i:
             console.print("")
