@@ -48,7 +48,6 @@ def test_example_data_writes_world(tmp_path):
     ("args", "code", "message"),
     [
         (["--world", "atlantis"], 1, "unknown world 'atlantis'"),
-        (["--format", "ga4"], 1, "not implemented yet"),
         (["--format", "xml"], 2, "--format must be one of"),
         (["--persons", "0"], 2, "persons"),
     ],

@@ -131,7 +131,7 @@ def test_lenient_auctions_rejects_go_next_to_events_rejects(tmp_path):
     ("args", "code", "message"),
     [
         (["nope.csv"], 1, "does not exist"),
-        (["{events}", "--format", "ga4"], 1, "not implemented yet"),
+        (["{events}", "--format", "ga4"], 1, "GA4 export must be newline-delimited JSON"),
         (["{events}", "--format", "xml"], 2, "--format must be one of"),
         (["{events}", "--lenient", "--rejects", "r.txt"], 2, ".csv or .parquet"),
         (["{events}", "--auctions", "nope.parquet"], 1, "does not exist"),

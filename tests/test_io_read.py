@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gaelp_bayes.errors import DataError, InputNotFoundError, NotYetSupportedError, UsageError
+from gaelp_bayes.errors import DataError, InputNotFoundError, UsageError
 from gaelp_bayes.io import EVENTS, ReadResult, ValidationReport, read_auctions, read_events
 
 CHECKER = Path(__file__).resolve().parents[2] / "shared/tools/check_contract.py"
@@ -446,16 +446,16 @@ def test_auctions_rules(tmp_path):
 
 
 def test_fmt_choices(tmp_path, messy_csv):
-    with pytest.raises(NotYetSupportedError, match="not implemented yet"):
-        read_events(messy_csv, fmt="ga4")
+    with pytest.raises(DataError, match="GA4 export must be newline-delimited JSON or Parquet"):
+        read_events(messy_csv, fmt="ga4")  # exports: tests/test_io_exports*.py
     with pytest.raises(ValueError, match="unknown format"):
         read_events(messy_csv, fmt="xml")
     assert read_events(messy_csv, fmt="canonical", mode="lenient").report.format == "canonical"
     ga4 = write_lines(
         tmp_path / "ga4.csv", ["event_name,event_timestamp,user_pseudo_id", "page_view,1,abc"]
     )
-    with pytest.raises(NotYetSupportedError, match="looks like a GA4"):
-        read_events(ga4)
+    with pytest.raises(DataError, match="GA4 export must be newline-delimited JSON or Parquet"):
+        read_events(ga4)  # recognised as GA4 by its columns
     with pytest.raises(DataError):  # explicit canonical: the contract's own message
         read_events(ga4, fmt="canonical")
 

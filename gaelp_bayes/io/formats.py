@@ -9,7 +9,7 @@ tell-tale columns (see :data:`EXPORT_SIGNATURES`).
 
 from __future__ import annotations
 
-from gaelp_bayes.errors import DataError
+from gaelp_bayes.errors import DataError, InputNotFoundError
 from gaelp_bayes.io.contract import TableSpec
 from gaelp_bayes.io.sources import SourceFile
 
@@ -44,8 +44,9 @@ def resolve_format(fmt: str, spec: TableSpec, files: list[SourceFile]) -> str:
     ValueError
         ``fmt`` is not one of :data:`FORMATS`.
     DataError
-        The files mix formats, canonical input is not CSV/Parquet, or an
-        export file's format cannot be told from its columns.
+        The files mix formats, or canonical input is not CSV/Parquet.
+    InputNotFoundError
+        A JSON-lines or TSV file's format cannot be told from its columns.
     """
     fmt = fmt.lower()
     if fmt not in FORMATS:
@@ -84,10 +85,11 @@ def _detect(spec: TableSpec, files: list[SourceFile]) -> str:
         if unknown:
             f = unknown[0]
             cols = ", ".join(f.columns[:15]) or "none readable"
-            raise DataError(
-                f"cannot tell the export format of {f.display} from its columns ({cols}); "
-                "expected GA4 (event_name, event_timestamp), PostHog (distinct_id, event) or "
-                "Criteo (uid, campaign, conversion, click) columns. Pass --format."
+            raise InputNotFoundError(
+                f"{f.display} is not a .csv, .csv.gz or .parquet file, and its columns "
+                f"({cols}) are not those of a known export: GA4 (event_name, event_timestamp), "
+                "PostHog (distinct_id, event) or Criteo (uid, campaign, conversion, click). "
+                "Pass --format ga4, posthog or criteo, or convert it to the canonical columns."
             )
         return "canonical"
     (kind,) = kinds
