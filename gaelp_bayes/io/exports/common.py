@@ -225,10 +225,18 @@ def skipped_note(skipped: dict[str, int], what: str) -> str | None:
 
 def rename_problems(problems: list[Problem], fields: dict[str, str]) -> list[Problem]:
     """Problems with the export's field names: ``user_pseudo_id (-> device_id)``."""
+    from gaelp_bayes.io.contract import EVENTS
+
     out = []
     for p in problems:
         if p.column in fields:
-            p = replace(p, column=f"{fields[p.column]} (-> {p.column})")
+            name = fields[p.column]
+            shown = (
+                name
+                if name == p.column or p.column not in EVENTS.names
+                else (f"{name} (-> {p.column})")
+            )
+            p = replace(p, column=shown)
         out.append(p)
     return out
 

@@ -72,7 +72,7 @@ ROWS = TableSpec(
         Column("channel", "string", required=True),
         Column("campaign", "string"),
         Column("cost", "float", minimum=0.0),
-        Column("user_id", "string"),
+        Column("user_id", "string"),  # (none in the dataset; the row summary needs it)
         Column("click", "bool", required=True),
         Column("conversion", "bool", required=True),
         Column("conversion_ts", "timestamp", required_when=_CONVERTING),
@@ -208,6 +208,7 @@ def _load_rows(engine: Engine, relation: str, source: SourceFile, mapping: Mappi
         "channel": channel,
         "campaign": camp,
         "cost": col("cost"),
+        "user_id": "CAST(NULL AS VARCHAR)",
         "click": col("click"),
         "conversion": col("conversion"),
         "conversion_ts": f"CASE WHEN {col('conversion_timestamp')} IN {none} THEN '' "
