@@ -62,6 +62,7 @@ def adv2821_ppc(
     c = au["channel"].map({ch: i for i, ch in enumerate(m.data.channels)}).to_numpy()
     h = au["timestamp"].dt.hour.to_numpy()
     bid, floor = au["bid"].to_numpy(), au["floor"].to_numpy()
+    inc = au["floor_increment"].to_numpy()
     by_hour = {hr: m.landscape(hr) for hr in np.unique(h)}
     n_draws = by_hour[h[0]][0].shape[0]
     reps = []
@@ -77,15 +78,18 @@ def adv2821_ppc(
         top = stats.norm.cdf((np.log(bid) - mu) / s)
         u = rng.uniform(0, top)
         b = np.exp(mu + s * stats.norm.ppf(np.clip(u, 1e-12, 1 - 1e-12)))
-        reps.append(np.round(np.maximum(b, floor)))
+        # below the floor the exchange charges the floor (plus its increment, see
+        # gaelp_bayes.datasets.floor_increments)
+        reps.append(np.round(np.where(b < floor, floor + inc, b)))
     rep = np.concatenate(reps)
-    ks = stats.ks_2samp(au["price"].to_numpy(), rep).statistic
+    paid = au["paid_price"].to_numpy()
+    ks = stats.ks_2samp(paid, rep).statistic
     return {
         "ks": float(ks),
         "fit_s": fit_s,
         "rows": len(au),
         "diagnostics": m.diagnostics(),
-        "observed_quantiles": np.quantile(au["price"], [0.1, 0.25, 0.5, 0.75, 0.9]).tolist(),
+        "observed_quantiles": np.quantile(paid, [0.1, 0.25, 0.5, 0.75, 0.9]).tolist(),
         "replicated_quantiles": np.quantile(rep, [0.1, 0.25, 0.5, 0.75, 0.9]).tolist(),
     }
 

@@ -266,3 +266,30 @@ def test_mixture_landscape_median_and_win_probability():
     np.testing.assert_allclose(cdf(med), 0.5, atol=1e-9)
     bids = np.array([0.5, 2.0, 5.0, 20.0])
     np.testing.assert_allclose(m.win_probability("a", bids), np.tile(cdf(bids), (2, 1)), rtol=1e-9)
+
+
+def test_ipinyou_floor_increment_is_read_as_the_contract_means():
+    """Exchange 4 charges floor + 1 fen when the floor binds: those wins are 'at the floor'."""
+    from gaelp_bayes.datasets import (
+        default_ipinyou_dir,
+        floor_increments,
+        ipinyou_impressions_as_auctions,
+    )
+
+    path = default_ipinyou_dir() / "impressions_adv2821_2013-10-21.tsv"
+    if not path.exists():
+        pytest.skip("iPinYou sample not available")
+    au = ipinyou_impressions_as_auctions(path)
+    inc = au.groupby("channel")["floor_increment"].first().to_dict()
+    assert inc["adx4"] == 1.0 and inc["adx2"] == 0.0 and inc["adx3"] == 0.0
+    moved = au["price"] != au["paid_price"]
+    # only floor + increment wins were moved, onto the floor; what was paid is kept
+    assert moved.sum() > 1000
+    assert (au.loc[moved, "price"] == au.loc[moved, "floor"]).all()
+    assert (au.loc[moved, "paid_price"] == au.loc[moved, "floor"] + 1).all()
+    assert (au.loc[moved, "channel"] == "adx4").all()
+    # the rule itself, on a tiny table: exact-floor prices mean no increment
+    t = pd.DataFrame(
+        {"channel": ["a"] * 4 + ["b"] * 4, "floor": 10.0, "price": [11, 11, 11, 40, 10, 10, 12, 40]}
+    )
+    assert floor_increments(t) == {"a": 1.0, "b": 0.0}
