@@ -384,9 +384,11 @@ def to_frame(events: pd.DataFrame, start: pd.Timestamp | None = None) -> tuple[p
 
     Rows are the impressions (second resolution, relative to the first
     impression's second unless ``start`` is given). A click marks the
-    device's latest impression of the same channel at or before it; a
-    conversion marks every impression of the device in the 30 days before it
-    (the dataset's attribution window) with its ``conversion_id``.
+    device's latest impression of the same channel at or before it; each
+    impression carries the device's next conversion within 30 days (the
+    dataset's window) and its ``conversion_id``, so a conversion is exported
+    only when an impression of the device precedes it within 30 days with no
+    other conversion of the device in between.
     """
     ev = events.copy()
     ev["timestamp"] = pd.to_datetime(ev["timestamp"], utc=True)
