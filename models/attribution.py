@@ -101,6 +101,9 @@ class AttributionConfig:
     kernel: str = "exponential"
     touch_types: list[str] = dataclasses.field(default_factory=lambda: list(TOUCH_TYPES))
     session_minutes: float = 30.0
+    active_gap_days: float = 0.0
+    future_touches: bool = True
+    future_prior_days: float = 1.0
     bin_log_width: float = 0.02
     identity_draws: int = 2
     derived_draws: int = 1000
@@ -134,6 +137,8 @@ class AttributionConfig:
             )
         if not self.session_minutes >= 0:
             out.append(f"attribution.session_minutes must be >= 0, got {self.session_minutes!r}")
+        if not self.active_gap_days >= 0:
+            out.append(f"attribution.active_gap_days must be >= 0, got {self.active_gap_days!r}")
         if not 0 <= self.bin_log_width <= 0.2:
             out.append(f"attribution.bin_log_width must be in [0, 0.2], got {self.bin_log_width!r}")
         for name in ("identity_draws", "derived_draws"):
@@ -175,6 +180,10 @@ class AttributionData:
     c_seg: np.ndarray
     c_end: np.ndarray
     c_horizon: np.ndarray
+    c_active: np.ndarray
+    c_base_end: np.ndarray
+    c_base_horizon: np.ndarray
+    c_future_rate: np.ndarray
     ct_conv: np.ndarray
     ct_cell: np.ndarray
     ct_channel: np.ndarray
@@ -194,6 +203,7 @@ class AttributionData:
             "b_days": self.b_days.astype(np.float32),
             "b_count": self.b_count.astype(np.float32),
             "c_seg": self.c_seg.astype(np.int32),
+            "c_active": self.c_active.astype(np.float32),
             "ct_conv": self.ct_conv.astype(np.int32),
             "ct_cell": self.ct_cell.astype(np.int32),
             "ct_days": self.ct_days.astype(np.float32),
@@ -208,7 +218,8 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
     S, C, K = len(t.segments), len(t.channels), len(t.touch_types)
     if t.n_persons == 0:
         raise DataError("the attribution model needs at least one person with a touch; found none")
-    exposure = np.bincount(t.segment, weights=t.end_days, minlength=S)
+    base_end, active = baseline_exposure(t, cfg.active_gap_days)
+    exposure = np.bincount(t.segment, weights=base_end, minlength=S)
     cell = (t.segment[t.person] * C + t.channel) * K + t.touch_type
     d = np.maximum(t.end_days[t.person] - t.days, D_MIN)
     if cfg.bin_log_width > 0 and d.size:
@@ -224,6 +235,19 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
     conv_index = np.full(t.n_persons, -1, dtype=np.int64)
     conv_index[conv] = np.arange(conv.size)
     tm = t.converted[t.person]
+    # touches per day each converter would have kept receiving after converting (counterfactual):
+    # their own rate before converting, shrunk to the segment's rate over ``future_prior_days``
+    seg_rate = np.zeros((S, C, K))
+    np.add.at(seg_rate, (t.segment[t.person], t.channel, t.touch_type), 1.0)
+    seg_rate /= np.maximum(np.bincount(t.segment, weights=t.end_days, minlength=S), 1e-9)[
+        :, None, None
+    ]
+    own = np.zeros((conv.size, C, K))
+    np.add.at(own, (conv_index[t.person[tm]], t.channel[tm], t.touch_type[tm]), 1.0)
+    m = cfg.future_prior_days
+    future_rate = (own + m * seg_rate[t.segment[conv]]) / (t.end_days[conv] + m)[:, None, None]
+    if not cfg.future_touches:
+        future_rate = np.zeros_like(future_rate)
     return AttributionData(
         touches=t,
         exposure=exposure,
@@ -233,12 +257,41 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
         c_seg=t.segment[conv],
         c_end=t.end_days[conv],
         c_horizon=t.horizon_days[conv],
+        c_active=active[conv].astype(np.float64),
+        c_base_end=base_end[conv],
+        c_base_horizon=(
+            base_end + np.minimum(t.horizon_days - t.end_days, cfg.active_gap_days)
+            if cfg.active_gap_days > 0
+            else t.horizon_days
+        )[conv],
+        c_future_rate=future_rate,
         ct_conv=conv_index[t.person[tm]],
         ct_cell=cell[tm],
         ct_channel=t.channel[tm],
         ct_days=np.maximum(t.end_days[t.person[tm]] - t.days[tm], D_MIN),
         ct_horizon=np.maximum(t.horizon_days[t.person[tm]] - t.days[tm], D_MIN),
     )
+
+
+def baseline_exposure(t: Touches, gap_days: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per person: days of baseline exposure up to ``end_days``, and whether active at the end.
+
+    With ``gap_days = 0`` the baseline applies all the time (exposure =
+    ``end_days``, always active). Otherwise the baseline applies only while
+    the person is *active*: within ``gap_days`` after any of their touches,
+    so exposure is ``sum_j min(next_j - t_j, gap_days)`` (``next_j``: the
+    next touch, or ``end_days``).
+    """
+    if gap_days <= 0:
+        return t.end_days.astype(np.float64), np.ones(t.n_persons, dtype=bool)
+    nxt = np.r_[t.days[1:], np.inf]
+    last = np.r_[t.person[1:] != t.person[:-1], True]
+    nxt = np.where(last, t.end_days[t.person], nxt)
+    span = np.minimum(np.maximum(nxt - t.days, 0.0), gap_days)
+    exposure = np.bincount(t.person, weights=span, minlength=t.n_persons)
+    last_t = np.zeros(t.n_persons)
+    last_t[t.person[last]] = t.days[last]
+    return exposure, (t.end_days - last_t) <= gap_days
 
 
 # --------------------------------------------------------------------------- kernels
@@ -266,6 +319,15 @@ def kernel_cdf(xp, kernel: str, d, shape, scale):
     return gammainc(shape, d / scale)
 
 
+def kernel_integral(xp, kernel: str, d, shape, scale):
+    """J(d) = integral of G from 0 to ``d`` (expected effect of touches spread over ``d`` days)."""
+    if kernel == "exponential":
+        return d + scale * xp.expm1(-d / scale)
+    return d * kernel_cdf(xp, kernel, d, shape, scale) - shape * scale * kernel_cdf(
+        xp, kernel, d, shape + 1.0, scale
+    )
+
+
 # --------------------------------------------------------------------------- NumPyro model
 
 
@@ -275,6 +337,7 @@ def attribution_model(
     b_days,
     b_count,
     c_seg,
+    c_active,
     ct_conv,
     ct_cell,
     ct_days,
@@ -337,7 +400,7 @@ def attribution_model(
     touch_h = beta_flat[ct_cell] * jnp.exp(
         kernel_log_pdf(jnp, cfg.kernel, ct_days, kshape[ct_ch], scale[ct_ch])
     )
-    h = alpha[c_seg] + jax.ops.segment_sum(touch_h, ct_conv, num_segments=n_conv)
+    h = alpha[c_seg] * c_active + jax.ops.segment_sum(touch_h, ct_conv, num_segments=n_conv)
     numpyro.factor("log_h", jnp.sum(jnp.log(h)))
 
 
@@ -427,7 +490,8 @@ def build_pymc_model(data: AttributionData, config: AttributionConfig | None = N
             touch_h = beta_flat[ct_cell] * pt.exp(log_pdf(kw["ct_days"], ct_ch))
             per_conv = pt.zeros(n_conv)
             per_conv = pt.inc_subtensor(per_conv[kw["ct_conv"]], touch_h)
-            pm.Potential("log_h", pt.sum(pt.log(alpha[kw["c_seg"]] + per_conv)))
+            base = alpha[kw["c_seg"]] * kw["c_active"].astype(np.float64)
+            pm.Potential("log_h", pt.sum(pt.log(base + per_conv)))
     return model
 
 
@@ -441,7 +505,9 @@ def _import_pymc():
     return pm
 
 
-def exact_log_likelihood(touches: Touches, params: dict[str, np.ndarray], kernel: str) -> float:
+def exact_log_likelihood(
+    touches: Touches, params: dict[str, np.ndarray], kernel: str, active_gap_days: float = 0.0
+) -> float:
     """The model's log-likelihood summed per touch, without binning (numpy, for tests).
 
     ``params``: ``alpha`` (S), ``beta`` (S, C, K), ``kernel_scale_days`` and
@@ -453,10 +519,11 @@ def exact_log_likelihood(touches: Touches, params: dict[str, np.ndarray], kernel
     bj = b[t.segment[t.person], t.channel, t.touch_type]
     d = np.maximum(t.end_days[t.person] - t.days, D_MIN)
     ch = t.channel
-    H = a[t.segment] * t.end_days + np.bincount(
+    base_end, active = baseline_exposure(t, active_gap_days)
+    H = a[t.segment] * base_end + np.bincount(
         t.person, weights=bj * kernel_cdf(np, kernel, d, sh[ch], sc[ch]), minlength=t.n_persons
     )
-    h = a[t.segment] + np.bincount(
+    h = a[t.segment] * active + np.bincount(
         t.person,
         weights=bj * np.exp(kernel_log_pdf(np, kernel, d, sh[ch], sc[ch])),
         minlength=t.n_persons,
@@ -507,8 +574,11 @@ def derived(
     ct_ch = jnp.asarray(data.ct_channel, jnp.int32)
     ct_d = jnp.asarray(data.ct_days, jnp.float32)
     ct_a = jnp.asarray(data.ct_horizon, jnp.float32)
-    T = jnp.asarray(data.c_end, jnp.float32)
-    A = jnp.asarray(data.c_horizon, jnp.float32)
+    base_T = jnp.asarray(data.c_base_end, jnp.float32)
+    base_A = jnp.asarray(data.c_base_horizon, jnp.float32)
+    active = jnp.asarray(data.c_active, jnp.float32)
+    fut_rate = jnp.asarray(data.c_future_rate, jnp.float32)  # (N, C, K)
+    fut_len = jnp.asarray(np.maximum(data.c_horizon - data.c_end, 0.0), jnp.float32)
     conv_ch = ct_conv * C + ct_ch
     has_c = jax.ops.segment_sum(jnp.ones_like(ct_d), conv_ch, num_segments=N * C).reshape(N, C) > 0
     seg_ch = c_seg[ct_conv] * C + ct_ch
@@ -518,17 +588,21 @@ def derived(
         bf = beta.reshape(-1)[ct_cell]
         sc, sh = scale[ct_ch], kshape[ct_ch]
         th = bf * jnp.exp(kernel_log_pdf(jnp, kernel, ct_d, sh, sc))
-        base = alpha[c_seg]
+        base = alpha[c_seg] * active
         h = base + jax.ops.segment_sum(th, ct_conv, num_segments=N)
         credit = jax.ops.segment_sum(th / h[ct_conv], seg_ch, num_segments=S * C).reshape(S, C)
         credit_base = jax.ops.segment_sum(base / h, c_seg, num_segments=S)
-        H_T = alpha[c_seg] * T + jax.ops.segment_sum(
+        H_T = alpha[c_seg] * base_T + jax.ops.segment_sum(
             bf * kernel_cdf(jnp, kernel, ct_d, sh, sc), ct_conv, num_segments=N
         )
         GA = jax.ops.segment_sum(
             bf * kernel_cdf(jnp, kernel, ct_a, sh, sc), conv_ch, num_segments=N * C
         ).reshape(N, C)
-        H_A_minus = (alpha[c_seg] * A + GA.sum(axis=1))[:, None] - GA
+        # expected effect of the touches the converter would have received after T
+        J = kernel_integral(jnp, kernel, fut_len[:, None], kshape[None, :], scale[None, :])
+        FUT = jnp.sum(fut_rate * beta[c_seg], axis=2) * J  # (N, C)
+        GA = GA + FUT
+        H_A_minus = (alpha[c_seg] * base_A + GA.sum(axis=1))[:, None] - GA
         lost = (H_A_minus < H_T[:, None]) & has_c
         inc = jax.ops.segment_sum(lost.astype(jnp.float32), c_seg, num_segments=S)
         return credit, credit_base, inc
@@ -939,3 +1013,135 @@ __all__ = [
     "fit",
     "prepare",
 ]
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def sample_prior(
+    config: AttributionConfig, shape: tuple[int, int, int], seed: int = 0
+) -> dict[str, np.ndarray]:
+    """One parameter draw from the model's prior (for simulation-based calibration).
+
+    Returns every free site plus ``alpha`` (S), ``beta`` (S, C, K),
+    ``kernel_scale_days`` and ``kernel_shape`` (C).
+    """
+    from gaelp_bayes.inference import setup_jax
+
+    setup_jax()
+    import jax
+    from numpyro.infer import Predictive
+
+    S = shape[0]
+    empty = {
+        "exposure": np.zeros(S, np.float32),
+        "b_cell": np.zeros(0, np.int32),
+        "b_days": np.zeros(0, np.float32),
+        "b_count": np.zeros(0, np.float32),
+        "c_seg": np.zeros(0, np.int32),
+        "c_active": np.zeros(0, np.float32),
+        "ct_conv": np.zeros(0, np.int32),
+        "ct_cell": np.zeros(0, np.int32),
+        "ct_days": np.zeros(0, np.float32),
+        "shape": shape,
+    }
+    pred = Predictive(_partial_model(config), num_samples=1)(jax.random.PRNGKey(seed), **empty)
+    return {k: np.asarray(v[0], dtype=np.float64) for k, v in pred.items()}
+
+
+def simulate(
+    params: dict[str, np.ndarray],
+    persons: list[int] | np.ndarray,
+    touch_rate: np.ndarray,
+    type_probs: np.ndarray,
+    follow_up_days: float,
+    rng: np.random.Generator,
+    kernel: str = "exponential",
+    active_gap_days: float = 0.0,
+    extra_touches: dict[int, int] | None = None,
+) -> tuple[Touches, dict[str, np.ndarray]]:
+    """Simulate persons from the model's generative process (one parameter set).
+
+    ``persons[s]`` persons per segment; each has a first touch at 0 (channel
+    drawn in proportion to ``touch_rate``) and further touches of channel
+    ``c`` at Poisson rate ``touch_rate[c]`` per day, each of type ``k`` with
+    probability ``type_probs[k]``, over a follow-up ``A ~ Uniform(1,
+    follow_up_days)`` days. The person converts when ``H`` reaches an Exp(1)
+    threshold (bisection); touches from then on are dropped (bidding stops)
+    and kept apart as the person's *potential* touches. ``extra_touches``
+    ``{person: n}`` adds ``n`` touches to a person (edge cases).
+
+    Returns the observed :class:`Touches` and the truth: ``incremental``
+    (C,) conversions before ``A`` lost without each channel under common
+    random numbers (potential touches included, as in the example world),
+    ``converted`` and ``threshold`` per person.
+    """
+    alpha = np.asarray(params["alpha"], float)
+    beta = np.asarray(params["beta"], float)
+    scale = np.asarray(params["kernel_scale_days"], float)
+    kshape = np.asarray(params.get("kernel_shape", np.ones(scale.size)), float)
+    S, C, K = beta.shape
+    persons = np.asarray(persons, dtype=np.int64)
+    seg = np.repeat(np.arange(S), persons)
+    P = seg.size
+    A = rng.uniform(1.0, follow_up_days, P)
+    rate = np.asarray(touch_rate, float)
+    n = rng.poisson(rate.sum() * A)
+    for i, k in (extra_touches or {}).items():
+        n[i] += k
+    person = np.r_[np.arange(P), np.repeat(np.arange(P), n)]
+    days = np.r_[np.zeros(P), rng.random(n.sum()) * A[np.repeat(np.arange(P), n)]]
+    ch = rng.choice(C, size=person.size, p=rate / rate.sum())
+    tt = rng.choice(K, size=person.size, p=np.asarray(type_probs) / np.sum(type_probs))
+    order = np.lexsort((days, person))
+    person, days, ch, tt = person[order], days[order], ch[order], tt[order]
+    threshold = rng.exponential(1.0, P)
+
+    def cum_h(x: np.ndarray, drop: int | None = None) -> np.ndarray:
+        keep = np.ones(person.size, bool) if drop is None else ch != drop
+        d = np.maximum(x[person] - days, 0.0)
+        g = kernel_cdf(np, kernel, np.maximum(d, 1e-12), kshape[ch], scale[ch]) * (d > 0)
+        base = x.copy()
+        if active_gap_days > 0:
+            nxt = np.r_[days[1:], np.inf]
+            nxt = np.where(np.r_[person[1:] != person[:-1], True], np.inf, nxt)
+            span = np.clip(np.minimum(nxt, x[person]) - days, 0.0, active_gap_days)
+            base = np.bincount(person, weights=span, minlength=P)
+        bj = beta[seg[person], ch, tt] * keep
+        return alpha[seg] * base + np.bincount(person, weights=bj * g, minlength=P)
+
+    def first_time(drop: int | None = None) -> np.ndarray:
+        lo, hi = np.zeros(P), A.copy()
+        reach = cum_h(hi, drop) >= threshold
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            above = cum_h(mid, drop) >= threshold
+            hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+        return np.where(reach, hi, np.inf)
+
+    T = first_time()
+    converted = np.isfinite(T)
+    inc = np.zeros(C)
+    for c in range(C):
+        cand = converted & np.isin(np.arange(P), person[(ch == c) & (days < T[person])])
+        if cand.any():
+            inc[c] = np.sum(~np.isfinite(first_time(c)[cand]))
+    end = np.where(converted, T, A)
+    seen = days < end[person]
+    t = Touches(
+        person_ids=np.array([f"p{i}" for i in range(P)], dtype=object),
+        segment=seg,
+        end_days=end,
+        horizon_days=A,
+        converted=converted,
+        person=person[seen],
+        days=days[seen],
+        channel=ch[seen],
+        touch_type=tt[seen],
+        segments=[f"s{i}" for i in range(S)],
+        channels=[f"c{i}" for i in range(C)],
+        touch_types=list(TOUCH_TYPES[:K]),
+        window_days=float(follow_up_days),
+        after_conversion=int((~seen).sum()),
+    )
+    return t, {"incremental": inc, "converted": converted, "threshold": threshold}
