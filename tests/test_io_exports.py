@@ -408,6 +408,19 @@ def test_posthog_csv_fixture_maps_exactly(tmp_path):
     same(res.table, PH_EXPECTED)
 
 
+def test_posthog_parquet_with_properties_as_json_text(tmp_path):
+    """Batch-export style: ``properties`` / ``person_properties`` as JSON strings."""
+    rows = []
+    for r in PH_ROWS:
+        r = dict(r)  # type: ignore[arg-type]
+        props = r["properties"]
+        r["properties"] = props if isinstance(props, str) else json.dumps(props)
+        r["person_properties"] = json.dumps(r.get("person_properties", {}))
+        rows.append(r)
+    pd.DataFrame(rows).to_parquet(tmp_path / "posthog-events.parquet")
+    same(read_events(tmp_path / "posthog-events.parquet", fmt="posthog").table, PH_EXPECTED)
+
+
 def test_posthog_bad_rows_and_ip_privacy(tmp_path):
     rows = [_flatten(r) for r in PH_ROWS[:2]]  # type: ignore[arg-type]
     rows.append(dict(rows[0], uuid="u-3", timestamp="not a time"))  # row 3

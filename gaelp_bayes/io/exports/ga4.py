@@ -170,15 +170,29 @@ def mapped_select(engine: Engine, raw: str, mapping: Mapping) -> tuple[str, str]
     if not ts_type or ts_type[0][0] not in ("BIGINT", "INTEGER", "HUGEINT", "UBIGINT"):
         ts = text(ts)
     seg_key = m.segment_user_property
+    # Each parameter's value record is looked up once (inner select), then read as text.
+    looked_up = {
+        f"v_{k}": f"list_filter(event_params, lambda p: p.key = {literal(k)})[1].value"
+        for k in ("page_location", "source", "medium", "campaign")
+        if has_params
+    }
+    if has_props and seg_key:
+        looked_up["v_segment"] = (
+            f"list_filter(user_properties, lambda p: p.key = {literal(seg_key)})[1].value"
+        )
+
+    def value(name: str) -> str:
+        return text(_value_text(name)) if name in looked_up else null
+
     flat = {
         "dev": field("user_pseudo_id"),
         "uid": field("user_id"),
         "ts": ts,
         "name": field("event_name"),
-        "url": text(_param("event_params", "page_location")) if has_params else null,
-        "ep_source": text(_param("event_params", "source")) if has_params else null,
-        "ep_medium": text(_param("event_params", "medium")) if has_params else null,
-        "ep_campaign": text(_param("event_params", "campaign")) if has_params else null,
+        "url": value("v_page_location"),
+        "ep_source": value("v_source"),
+        "ep_medium": value("v_medium"),
+        "ep_campaign": value("v_campaign"),
         "cts_source": field("collected_traffic_source.manual_source"),
         "cts_medium": field("collected_traffic_source.manual_medium"),
         "cts_campaign": field("collected_traffic_source.manual_campaign_name"),
@@ -193,18 +207,20 @@ def mapped_select(engine: Engine, raw: str, mapping: Mapping) -> tuple[str, str]
         "os": field("device.operating_system"),
         "browser": field("device.web_info.browser"),
         "geo": field(f"geo.{m.geo_field}") if re.fullmatch(r"\w+", m.geo_field) else null,
-        "segment": text(_param("user_properties", seg_key)) if has_props and seg_key else null,
+        "segment": value("v_segment"),
     }
+    inner = ", ".join(f"{e} AS {k}" for k, e in looked_up.items())
     stage1 = (
         f"SELECT {ROW}, "
         + ", ".join(f"{e} AS {k}" for k, e in flat.items())
-        + (f" FROM {quote(raw)}")
+        + f" FROM (SELECT *{', ' + inner if inner else ''} FROM {quote(raw)}) AS r"
     )
     # Levels of evidence about the touch's source, most specific first.
     lv1 = "(cts_source IS NOT NULL OR cts_medium IS NOT NULL)"
     lv1b = "(cts_gclid IS NOT NULL OR cts_dclid IS NOT NULL)"
     lv2 = "(ep_source IS NOT NULL OR ep_medium IS NOT NULL)"
-    lv3 = "(url_source IS NOT NULL OR url_medium IS NOT NULL)"
+    u = {k: url_param("url", f"utm_{k}") for k in ("source", "medium", "campaign")}
+    lv3 = f"({u['source']} IS NOT NULL OR {u['medium']} IS NOT NULL)"
     gsrc = "CASE WHEN cts_gclid IS NOT NULL THEN 'google' ELSE 'dv360' END"
     gmed = "CASE WHEN cts_gclid IS NOT NULL THEN 'cpc' ELSE 'display' END"
 
@@ -214,22 +230,24 @@ def mapped_select(engine: Engine, raw: str, mapping: Mapping) -> tuple[str, str]
             f"WHEN {lv3} THEN {d} ELSE {e} END"
         )
 
-    click_signal = f"({lv1b} OR {has_click_id('url', mapping)})"
+    click_signal = (
+        f"({lv1b} OR CASE WHEN url IS NULL OR NOT contains(url, '=') THEN FALSE "
+        f"ELSE {has_click_id('url', mapping)} END)"
+    )
     etype = (
         "CASE WHEN name IS NULL THEN NULL "
         f"WHEN {in_list('name', m.conversion_events)} THEN 'conversion' "
         f"WHEN {in_list('name', m.visit_events)} THEN 'visit' "
-        f"WHEN {in_list('name', m.click_events)} AND {click_signal} THEN 'click' "
+        f"WHEN {in_list('name', m.click_events)} THEN CASE WHEN {click_signal} THEN 'click' "
+        "END "
         f"WHEN {in_list('name', m.impression_events)} THEN 'impression' END"
     )
-    utm = ", ".join(f"{url_param('url', f'utm_{k}')} AS url_{k}" for k in ("source", "medium",
-                                                                         "campaign"))  # fmt: skip
     stage2 = (
         f"SELECT *, {etype} AS et, "
-        f"{pick('cts_source', gsrc, 'ep_source', 'url_source', 'st_source')} AS src, "
-        f"{pick('cts_medium', gmed, 'ep_medium', 'url_medium', 'st_medium')} AS med, "
-        f"{pick('cts_campaign', 'cts_campaign', 'ep_campaign', 'url_campaign', 'st_campaign')}"
-        " AS camp FROM (SELECT *, " + utm + " FROM flat) AS u"
+        f"{pick('cts_source', gsrc, 'ep_source', u['source'], 'st_source')} AS src, "
+        f"{pick('cts_medium', gmed, 'ep_medium', u['medium'], 'st_medium')} AS med, "
+        f"{pick('cts_campaign', 'cts_campaign', 'ep_campaign', u['campaign'], 'st_campaign')}"
+        " AS camp FROM flat"
     )
     touch = "et IN ('impression', 'click', 'visit')"
     items = {
@@ -275,7 +293,7 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
         )
     stage1, stage2 = mapped_select(engine, raw, mapping)
     all_rel = quote(f"{relation}_all")
-    engine.execute(f"CREATE TEMP TABLE {all_rel} AS WITH flat AS MATERIALIZED ({stage1}) {stage2}")
+    engine.execute(f"CREATE TEMP TABLE {all_rel} AS WITH flat AS ({stage1}) {stage2}")
     skipped = {
         str(n): int(c)
         for n, c in engine.fetch(

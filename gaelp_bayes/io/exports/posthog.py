@@ -141,7 +141,7 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
         def top(k: str) -> str:
             return text(quote(k))
 
-    elif source.format in ("csv", "parquet"):
+    elif source.format in ("csv", "parquet"):  # CSV: flattened properties.<key> columns
         if source.format == "csv":
             from gaelp_bayes.io.csv_text import read_csv_text
 
@@ -155,16 +155,35 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
                 f"file_row_number + 1 AS {ROW} FROM {scan}"
             )
         cols = set(source.columns)
-        base = f"SELECT * FROM {quote(raw)}"
+        # A whole ``properties`` column (JSON text, or a record in Parquet) is read
+        # too; flattened ``properties.<key>`` columns take precedence.
+        extra = []
+        for name, alias in (("properties", "_p"), ("person_properties", "_pp")):
+            if name in cols:
+                types = dict((n, t) for n, t, *_ in engine.fetch(f"DESCRIBE {quote(raw)}"))
+                col = quote(name)
+                as_json = (
+                    f"to_json({col})"
+                    if str(types.get(name, "")).upper().startswith(("STRUCT", "MAP"))
+                    else f"CASE WHEN json_valid(CAST({col} AS VARCHAR)) "
+                    f"THEN CAST(CAST({col} AS VARCHAR) AS JSON) END"
+                )
+                extra.append(f"{as_json} AS {alias}")
+            else:
+                extra.append(f"CAST(NULL AS JSON) AS {alias}")
+        base = f"SELECT *, {', '.join(extra)} FROM {quote(raw)}"
 
         def top(k: str) -> str:
             return text(quote(k)) if k in cols else "CAST(NULL AS VARCHAR)"
 
         def prop(k: str) -> str:
-            return top(f"properties.{k}")
+            path = literal(f"$.{json.dumps(k)}")
+            return f"coalesce({top(f'properties.{k}')}, {text(f'json_extract_string(_p, {path})')})"
 
         def person(k: str) -> str:
-            return top(f"person_properties.{k}")
+            path = literal(f"$.{json.dumps(k)}")
+            flat = top(f"person_properties.{k}")
+            return f"coalesce({flat}, {text(f'json_extract_string(_pp, {path})')})"
 
     else:
         raise DataError(
