@@ -79,8 +79,9 @@ def ip_prefix_sql(expr: str) -> str:
 
 
 def text(expr: str) -> str:
-    """SQL: ``expr`` as trimmed text, NULL when empty."""
-    return f"NULLIF(trim(CAST({expr} AS VARCHAR)), '')"
+    """SQL: ``expr`` as text, NULL when empty (blank text is kept: the contract's
+    checks treat a blank required value as empty)."""
+    return f"NULLIF(CAST({expr} AS VARCHAR), '')"
 
 
 def url_param(url: str, name: str) -> str:
