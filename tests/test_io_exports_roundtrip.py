@@ -197,3 +197,18 @@ def test_cli_mapping_option(tmp_path):
     )
     assert fit.exit_code == 1 and "unknown key 'conversion_event'" in fit.output
     assert "Traceback" not in fit.output
+
+
+def test_exports_bench_runs_tiny(capsys):
+    """benchmarks/exports_bench.py end to end at a tiny size (the 5M run is in the docs)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "exports_bench.py"
+    spec = importlib.util.spec_from_file_location("exports_bench", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.main(["--rows", "3000", "--repeat", "1", "--persons", "200", "--days", "7"])
+    assert set(out) == {"canonical", "ga4", "ratio"} and all(v > 0 for v in out.values())
+    assert "ratio GA4 / canonical" in capsys.readouterr().out
