@@ -212,3 +212,23 @@ def test_exports_bench_runs_tiny(capsys):
     out = bench.main(["--rows", "3000", "--repeat", "1", "--persons", "200", "--days", "7"])
     assert set(out) == {"canonical", "ga4", "ratio"} and all(v > 0 for v in out.values())
     assert "ratio GA4 / canonical" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["ga4", "posthog", "criteo"])
+def test_fit_reads_each_export(tmp_path, fmt):
+    """`fit` on an example-data export writes a bundle (latency model, tiny sampler)."""
+    out = tmp_path / "w"
+    res = runner.invoke(
+        app,
+        ["example-data", str(out), "--persons", "400", "--days", "14", "--seed", "2",
+         "--format", fmt, "--quiet"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    fit = runner.invoke(
+        app,
+        ["fit", str(out / "events"), "--out", str(tmp_path / "b"), "--models", "latency",
+         "--chains", "1", "--draws", "100", "--tune", "100", "--quiet"],
+    )  # fmt: skip
+    assert fit.exit_code == 0, fit.output
+    assert (tmp_path / "b" / "summary.json").is_file()
