@@ -31,6 +31,7 @@ class PlanOutput:
     bids: np.ndarray  # (days, 24, C, S)
     channels: tuple[str, ...]
     segments: tuple[str, ...]
+    schedules: dict[str, np.ndarray]  # the plan and every baseline, as simulated
 
 
 def check_request(budget: float, days: int, risk_alpha: float, objective: str) -> None:
@@ -241,4 +242,6 @@ def run_plan(
     frame.to_csv(out, index=False)
     spath = out.with_suffix(".json")
     spath.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-    return PlanOutput(out, spath, summary, schedules["plan"], allp.channels, allp.segments)
+    return PlanOutput(
+        out, spath, summary, schedules["plan"], allp.channels, allp.segments, schedules
+    )
