@@ -88,14 +88,15 @@ def discover(path: str | Path) -> list[SourceFile]:
                 else ""
             )
             raise InputNotFoundError(
-                f"folder {path} holds no .csv, .csv.gz or .parquet files{extra}; "
-                "point to a file or to a folder of them."
+                f"folder {path} holds no .csv, .csv.gz or .parquet files (nor .json, .jsonl, "
+                f".ndjson or .tsv exports){extra}; point to a file or to a folder of them."
             )
         return [_source(p, str(p)) for p in found]
     if file_format(path) is None:
         raise InputNotFoundError(
-            f"{path} is not a .csv, .csv.gz or .parquet file; "
-            "export the table as CSV or Parquet, or point to a folder of them."
+            f"{path} is not a .csv, .csv.gz or .parquet file (nor a GA4/PostHog .json/.jsonl/"
+            ".ndjson or Criteo .tsv export); export the table as CSV or Parquet, or point to "
+            "a folder of them."
         )
     return [_source(path, str(path))]
 

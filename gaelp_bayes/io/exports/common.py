@@ -132,13 +132,25 @@ def channel_sql(source: str, medium: str, mapping: Mapping) -> str:
     )
 
 
+_BINDS: dict[tuple[str, str], bool] = {}
+
+
 def expression_works(engine: Engine, relation: str, expr: str) -> bool:
-    """Whether ``expr`` binds against ``relation`` (a nested field may be absent)."""
-    try:
-        engine.fetch(f"SELECT {expr} FROM {quote(relation)} LIMIT 0")
-    except Exception:  # binder errors: the field is not in this file's schema
-        return False
-    return True
+    """Whether ``expr`` binds against ``relation`` (a nested field may be absent).
+
+    Answers are remembered per relation schema, so a folder of daily files with
+    the same schema is probed once."""
+    schema = str(engine.fetch(f"DESCRIBE {quote(relation)}"))
+    key = (schema, expr)
+    if key not in _BINDS:
+        try:
+            engine.fetch(f"SELECT {expr} FROM {quote(relation)} LIMIT 0")
+            _BINDS[key] = True
+        except Exception:  # binder errors: the field is not in this file's schema
+            _BINDS[key] = False
+        if len(_BINDS) > 10_000:
+            _BINDS.clear()
+    return _BINDS[key]
 
 
 def first_existing(engine: Engine, relation: str, *exprs: str) -> str:
