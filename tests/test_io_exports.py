@@ -431,6 +431,8 @@ def test_posthog_bad_rows_and_ip_privacy(tmp_path):
         w = csv.DictWriter(fh, fieldnames=header)
         w.writeheader()
         w.writerows(rows)
+    with path.open("a") as fh:  # row 5: a broken line (too few fields) holding an address
+        fh.write("u-5,$pageview,anon-1,2026-01-01T00:00:00Z,203.0.113.77\n")
     with pytest.raises(DataError) as err:
         read_events(path)
     cols = {p.reason: p.column for p in err.value.problems}
@@ -438,10 +440,12 @@ def test_posthog_bad_rows_and_ip_privacy(tmp_path):
     assert cols["empty device_id"].startswith("distinct_id")
     rejects = tmp_path / "rej.csv"
     res = read_events(path, mode="lenient", rejects_path=rejects)
-    assert res.report.rows_kept == 2 and res.report.rows_rejected == 2
-    written = rejects.read_text() + res.table.to_csv()
-    assert "203.0.113.57" not in written and "203.0.113.9" not in written
-    assert "203.0.113.0/24" in written
+    assert res.report.rows_kept == 2 and res.report.rows_rejected == 3
+    written = rejects.read_text() + res.table.to_csv() + str(err.value) + res.report.render()
+    for address in ("203.0.113.57", "203.0.113.9", "203.0.113.77"):
+        assert address not in written
+    assert "203.0.113.0/24" in written and "203.0.113.0" in rejects.read_text()
+    assert "properties.$ip" not in res.report.ignored_columns
 
 
 # --- Criteo --------------------------------------------------------------------------

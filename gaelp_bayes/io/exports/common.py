@@ -305,7 +305,9 @@ def read_mapped(
         ) from None
     report.problems = rename_problems(report.problems, fields)
     found = list(dict.fromkeys(c for f in files for c in f.columns))
-    report.ignored_columns = [c for c in found if c not in used]
+    # flattened property columns (``properties.$os``) are part of a property bag
+    bags = tuple(f"{u}." for u in used)
+    report.ignored_columns = [c for c in found if c not in used and not c.startswith(bags)]
     skipped: dict[str, int] = {}
     for p in prepared.values():
         for name, n in p.skipped.items():
@@ -313,8 +315,11 @@ def read_mapped(
     note = skipped_note(skipped, f"{label} events")
     if note:
         report.notes = [note, *report.notes]
+    lines = (
+        " Row numbers of JSON-lines files are line numbers (not line r+1)." if json_input else ""
+    )
     report.notes = [
-        f"read as a {label} export and mapped to the contract (docs/exports.md).",
+        f"read as a {label} export and mapped to the contract (docs/exports.md).{lines}",
         *report.notes,
     ]
     return table, report

@@ -41,6 +41,7 @@ import csv
 import hashlib
 import json
 import uuid as uuidlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ from gaelp_bayes.io.exports.common import (
     ip_prefix_sql,
     register_json_lines,
     require_duckdb,
+    scrub_ips,
     text,
 )
 from gaelp_bayes.io.exports.ga4 import channel_tags
@@ -147,7 +149,9 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
 
             table, loaded_csv = read_csv_text(source)
             engine.register_arrow(raw, table)
-            malformed, blank = loaded_csv.malformed, loaded_csv.empty_rows
+            # a malformed line's raw text may hold an address: cut it like $ip
+            malformed = [replace(m, text=scrub_ips(m.text)) for m in loaded_csv.malformed]
+            blank = loaded_csv.empty_rows
         else:
             scan = f"read_parquet({literal(str(source.path))}, file_row_number = true)"
             engine.execute(
