@@ -86,6 +86,7 @@ FREE_SITES = (
     "mu_log_alpha",
     "sigma_log_alpha",
     "z_alpha",
+    "log_alpha",
     "mu_log_beta",
     "sigma_log_beta",
     "z_beta",
@@ -105,6 +106,7 @@ class AttributionConfig:
     future_touches: bool = True
     future_prior_days: float = 1.0
     bin_log_width: float = 0.02
+    parametrization: str = "auto"
     identity_draws: int = 2
     derived_draws: int = 1000
     time_decay_half_life_days: float = 7.0
@@ -137,6 +139,11 @@ class AttributionConfig:
             )
         if not self.session_minutes >= 0:
             out.append(f"attribution.session_minutes must be >= 0, got {self.session_minutes!r}")
+        if self.parametrization not in ("auto", "centered", "noncentered"):
+            out.append(
+                "attribution.parametrization must be 'auto', 'centered' or 'noncentered', "
+                f"got {self.parametrization!r}"
+            )
         if not self.active_gap_days >= 0:
             out.append(f"attribution.active_gap_days must be >= 0, got {self.active_gap_days!r}")
         if not 0 <= self.bin_log_width <= 0.2:
@@ -343,8 +350,16 @@ def attribution_model(
     ct_days,
     shape: tuple[int, int, int],
     config: AttributionConfig | None = None,
+    centered: bool = False,
 ):
-    """The NumPyro additive-hazard model (see the module docstring)."""
+    """The NumPyro additive-hazard model (see the module docstring).
+
+    ``centered``: segment baselines sampled as ``log alpha[s] ~ Normal(mu,
+    sigma)`` directly (site ``log_alpha``) rather than through ``z_alpha``
+    (better when every segment has many conversions; see
+    :func:`centered_for`). Touch effects are always non-centered (cells
+    without data are common).
+    """
     import jax
     import jax.numpy as jnp
     import numpyro
@@ -357,8 +372,13 @@ def attribution_model(
     )
     if S > 1:
         sig_a = numpyro.sample("sigma_log_alpha", dist.HalfNormal(cfg.prior_alpha_pool_sd))
-        z_a = numpyro.sample("z_alpha", dist.Normal(0, 1).expand([S]).to_event(1))
-        log_alpha = mu_a + sig_a * z_a
+        if centered:
+            log_alpha = numpyro.sample(
+                "log_alpha", dist.Normal(mu_a, sig_a).expand([S]).to_event(1)
+            )
+        else:
+            z_a = numpyro.sample("z_alpha", dist.Normal(0, 1).expand([S]).to_event(1))
+            log_alpha = mu_a + sig_a * z_a
     else:
         log_alpha = jnp.reshape(mu_a, (1,))
     alpha = numpyro.deterministic("alpha", jnp.exp(log_alpha))
@@ -404,13 +424,31 @@ def attribution_model(
     numpyro.factor("log_h", jnp.sum(jnp.log(h)))
 
 
-def _partial_model(config: AttributionConfig):
+def _partial_model(config: AttributionConfig, centered: bool = False):
     from functools import partial
 
-    return partial(attribution_model, config=config)
+    return partial(attribution_model, config=config, centered=centered)
 
 
-def build_pymc_model(data: AttributionData, config: AttributionConfig | None = None):
+#: With ``parametrization = "auto"``, segment baselines are centered when every
+#: segment has at least this many conversions and there are enough segments to
+#: inform their spread (with two, the centered funnel diverges: measured).
+AUTO_CENTERED_MIN_CONVERSIONS = 50
+AUTO_CENTERED_MIN_SEGMENTS = 4
+
+
+def centered_for(cfg: AttributionConfig, data: AttributionData) -> bool:
+    """Whether segment baselines are sampled centered (see ``parametrization``)."""
+    if cfg.parametrization != "auto":
+        return cfg.parametrization == "centered"
+    S = data.shape[0]
+    conv = np.bincount(data.c_seg, minlength=S)
+    return bool(S >= AUTO_CENTERED_MIN_SEGMENTS and conv.min() >= AUTO_CENTERED_MIN_CONVERSIONS)
+
+
+def build_pymc_model(
+    data: AttributionData, config: AttributionConfig | None = None, centered: bool = False
+):
     """The same model as :func:`attribution_model`, as a ``pymc.Model`` (the reference).
 
     Written per touch on the raw (unbinned) rows would change the density by
@@ -429,8 +467,11 @@ def build_pymc_model(data: AttributionData, config: AttributionConfig | None = N
         mu_a = pm.Normal("mu_log_alpha", cfg.prior_log_alpha_mean, cfg.prior_log_alpha_sd)
         if S > 1:
             sig_a = pm.HalfNormal("sigma_log_alpha", cfg.prior_alpha_pool_sd)
-            z_a = pm.Normal("z_alpha", 0.0, 1.0, dims="segment")
-            log_alpha = mu_a + sig_a * z_a
+            if centered:
+                log_alpha = pm.Normal("log_alpha", mu_a, sig_a, dims="segment")
+            else:
+                z_a = pm.Normal("z_alpha", 0.0, 1.0, dims="segment")
+                log_alpha = mu_a + sig_a * z_a
         else:
             log_alpha = pt.reshape(mu_a, (1,))
         alpha = pm.Deterministic("alpha", pt.exp(log_alpha), dims="segment")
@@ -626,7 +667,9 @@ def derived(
 # --------------------------------------------------------------------------- fitting
 
 
-def initial_values(cfg: AttributionConfig, data: AttributionData) -> dict[str, Any]:
+def initial_values(
+    cfg: AttributionConfig, data: AttributionData, centered: bool = False
+) -> dict[str, Any]:
     """Start at the data: baseline = half the crude conversion rate, touches at the prior mean."""
     S, C, K = data.shape
     rate = max(data.c_seg.size, 1) / max(float(data.exposure.sum()), 1e-9)
@@ -636,9 +679,12 @@ def initial_values(cfg: AttributionConfig, data: AttributionData) -> dict[str, A
         "log_kernel_scale": np.full(C, cfg.prior_log_scale_mean, np.float32),
     }
     if S > 1:
+        if centered:
+            init["log_alpha"] = np.full(S, math.log(0.5 * rate), np.float32)
+        else:
+            init["z_alpha"] = np.zeros(S, np.float32)
         init.update(
             sigma_log_alpha=np.float32(0.5),
-            z_alpha=np.zeros(S, np.float32),
             sigma_log_beta=np.float32(0.3),
             z_beta=np.zeros((S, C, K), np.float32),
         )
@@ -738,6 +784,7 @@ class AttributionModel:
         coords = {"segment": t.segments, "channel": t.channels, "touch_type": t.touch_types}
         dims = {
             "z_alpha": ["segment"],
+            "log_alpha": ["segment"],
             "alpha": ["segment"],
             "mu_log_beta": ["channel", "touch_type"],
             "z_beta": ["segment", "channel", "touch_type"],
@@ -754,13 +801,14 @@ class AttributionModel:
 
         setup_jax()
         coords, dims = self._coords(data)
+        centered = centered_for(self.config, data)
         return run_nuts(
-            _partial_model(self.config),
+            _partial_model(self.config, centered),
             self.sampler,
             model_kwargs=data.model_kwargs(),
             coords=coords,
             dims=dims,
-            init_values=initial_values(self.config, data),
+            init_values=initial_values(self.config, data, centered),
         )
 
     def _sample_svi(self, data: AttributionData):
@@ -780,9 +828,10 @@ class AttributionModel:
         from numpyro.infer.autoguide import AutoLowRankMultivariateNormal
 
         cfg, smp = self.config, self.sampler
-        model = _partial_model(cfg)
+        centered = centered_for(cfg, data)
+        model = _partial_model(cfg, centered)
         guide = AutoLowRankMultivariateNormal(
-            model, init_loc_fn=init_to_value(values=initial_values(cfg, data))
+            model, init_loc_fn=init_to_value(values=initial_values(cfg, data, centered))
         )
         svi = SVI(model, guide, numpyro.optim.Adam(cfg.svi_learning_rate), Trace_ELBO())
         kw = data.model_kwargs()
@@ -790,7 +839,7 @@ class AttributionModel:
         n = smp.draws * smp.chains
         pred = Predictive(guide, params=res.params, num_samples=n)
         draws = pred(jax.random.PRNGKey(smp.seed + 1), **kw)
-        full = Predictive(_partial_model(cfg), posterior_samples=draws, return_sites=None)
+        full = Predictive(model, posterior_samples=draws, return_sites=None)
         det = full(jax.random.PRNGKey(smp.seed + 2), **kw)
         keep = {**{k: v for k, v in draws.items() if not k.startswith("_")}}
         for k in ("alpha", "beta", "kernel_scale_days", "kernel_shape"):
@@ -810,8 +859,12 @@ class AttributionModel:
 
         pm = _import_pymc()
         smp = self.sampler
-        init = {k: np.asarray(v, np.float64) for k, v in initial_values(self.config, data).items()}
-        with build_pymc_model(data, self.config):
+        centered = centered_for(self.config, data)
+        init = {
+            k: np.asarray(v, np.float64)
+            for k, v in initial_values(self.config, data, centered).items()
+        }
+        with build_pymc_model(data, self.config, centered):
             return pm.sample(
                 initvals=init,
                 draws=smp.draws,
@@ -877,7 +930,7 @@ class AttributionModel:
 
     def _diagnostic_vars(self, idata) -> list[str]:
         names = [v for v in FREE_SITES if v in idata.posterior]
-        return [*names, "alpha", "incremental"]
+        return [*names, "alpha"]
 
     # ---- accessors
     def _check(self) -> None:
