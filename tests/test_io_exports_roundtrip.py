@@ -232,3 +232,41 @@ def test_fit_reads_each_export(tmp_path, fmt):
     )  # fmt: skip
     assert fit.exit_code == 0, fit.output
     assert (tmp_path / "b" / "summary.json").is_file()
+
+
+def test_writers_accept_a_minimal_canonical_table(tmp_path):
+    events = pd.DataFrame(
+        {
+            "device_id": ["d1", "d1", "d1"],
+            "timestamp": pd.to_datetime(
+                ["2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z", "2026-01-01T01:00:00Z"]
+            ),
+            "event_type": ["impression", "click", "conversion"],
+            "channel": ["search", "search", None],
+        }
+    )
+    for fmt in ("ga4", "posthog", "criteo"):
+        write_export(events, tmp_path / fmt, fmt)
+        got = read_events(tmp_path / fmt).table
+        kinds = sorted(got["event_type"])
+        assert kinds == (["click", "conversion", "impression"] if fmt == "criteo"
+                         else ["click", "conversion"])  # fmt: skip
+        assert set(got.loc[got["event_type"] != "conversion", "channel"]) == {"search"}
+
+
+def test_cli_validate_malformed_export(tmp_path):
+    path = tmp_path / "events_20260101.json"
+    path.write_text(
+        '{"event_timestamp": "1767225600000000", "event_name": "session_start", '
+        '"user_pseudo_id": "d1"}\n'
+        '{"event_timestamp": "1767225600000000", "event_name": "session_start"}\n'
+        '{"event_timestamp": "17672256000'
+    )
+    strict = runner.invoke(app, ["validate", str(path)])
+    assert strict.exit_code == 1 and "Traceback" not in strict.output
+    assert "user_pseudo_id (-> device_id)" in strict.output
+    assert "malformed JSON line" in strict.output
+    rejects = tmp_path / "rejects.csv"
+    lenient = runner.invoke(app, ["validate", str(path), "--lenient", "--rejects", str(rejects)])
+    assert lenient.exit_code == 0, lenient.output
+    assert pd.read_csv(rejects)["_row"].tolist() == [2, 3]

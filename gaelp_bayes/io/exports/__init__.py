@@ -96,10 +96,15 @@ def write_export(
     """Write contract ``events`` as ``fmt`` would export them, plus a
     ``gaelp-mapping.toml`` that maps the export back exactly. Returns the data
     files written (in ``out_dir``)."""
+    from gaelp_bayes.io.contract import EVENTS
     from gaelp_bayes.io.exports import criteo, ga4, posthog
 
     if isinstance(events, pa.Table):
         events = events.to_pandas()
+    missing = [c for c in EVENTS.required if c not in events]
+    if missing:
+        raise ValueError(f"events lack the required column(s) {', '.join(missing)}")
+    events = events.assign(**{c: None for c in EVENTS.names if c not in events})
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     channels = sorted(c for c in events["channel"].dropna().unique() if c != "direct")
