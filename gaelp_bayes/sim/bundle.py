@@ -8,8 +8,10 @@ What each field is made of (docs/simulator.md repeats this):
   segments: the attribution model's segments;
 * ``arrival_rate[s] = persons[s] / window_days`` (persons with a touch in the
   fitted data, per day of the data window);
-* active window: mean ``exposure_days[s] / persons[s]`` (the fitted persons'
-  mean days from first touch to conversion or ``as_of``), gamma shape 2;
+* active window: gamma, shape 2, with the mean whose exposure truncated by
+  the data window equals the fitted persons' mean exposure
+  ``exposure_days[s] / persons[s]`` (days from first touch to conversion or
+  ``as_of``; see :func:`untruncated_window`);
   ``in_market = 1`` (the attribution model has no cure fraction: ``alpha``
   is an average over everyone);
 * ``alpha[s]``: the attribution posterior, plus the conversions it credits
@@ -62,6 +64,42 @@ def _check_vars(idata, names: Sequence[str], model: str, where: str) -> None:
         )
 
 
+def _mean_truncated_exposure(mean: float, span: float, shape: float = 2.0) -> float:
+    """E[min(W, span - A)] for W ~ Gamma(shape, mean/shape), A ~ Uniform(0, span)."""
+    from scipy import special
+
+    s = np.linspace(0.0, span, 401)
+    scale = mean / shape
+    # E[min(W, s)] = s P(W > s) + E[W; W <= s]
+    e_min = s * special.gammaincc(shape, s / scale) + mean * special.gammainc(shape + 1, s / scale)
+    return float(np.trapezoid(e_min, s) / span)
+
+
+def untruncated_window(observed_mean: np.ndarray, span: float) -> np.ndarray:
+    """Mean active window whose exposure, truncated by the data window, has this mean.
+
+    In the fit, a person is followed from first touch to conversion or
+    ``as_of``: the mean exposure ``e`` is ``E[min(W, T - A)]`` for arrivals
+    ``A`` uniform over the data window ``T``. Solves for the mean of ``W``
+    (gamma, shape 2) by bisection; ``e`` at or above the limit ``T / 2``
+    gives ``100 T``.
+    """
+    out = []
+    for e in np.atleast_1d(observed_mean):
+        lo, hi = 1.0 / HOURS, 100.0 * span
+        if e >= _mean_truncated_exposure(hi, span):
+            out.append(hi)
+            continue
+        for _ in range(50):
+            mid = np.sqrt(lo * hi)
+            if _mean_truncated_exposure(mid, span) < e:
+                lo = mid
+            else:
+                hi = mid
+        out.append(np.sqrt(lo * hi))
+    return np.asarray(out)
+
+
 def params_from_idata(
     market,
     attribution,
@@ -108,7 +146,7 @@ def params_from_idata(
         exposure = persons * window_days / 2
     exposure = np.maximum(exposure, 1e-6)
     arrival = persons / window_days
-    window_mean = np.maximum(exposure / np.maximum(persons, 1.0), 1.0 / HOURS)
+    window_mean = untruncated_window(exposure / np.maximum(persons, 1.0), window_days)
 
     # ---- attribution draws
     alpha = _flat(ap["alpha"])[ia]  # (K, S)
