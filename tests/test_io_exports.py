@@ -567,3 +567,11 @@ def test_auto_detection_refuses_mixed_and_unknown_exports(tmp_path):
         read_events(other)
     with pytest.raises(DataError, match="must be CSV or"):
         read_events(other / "x.json", fmt="canonical")
+
+
+def test_posthog_user_id_from_a_person_property(tmp_path):
+    row = dict(PH_ROWS[7], person_properties={"login": "L-7"})  # type: ignore[arg-type]
+    path = write_jsonl(tmp_path / "p.jsonl", [row])
+    assert read_events(path).table["user_id"].isna().all()
+    (tmp_path / "m.toml").write_text('[posthog]\nuser_id_property = "login"\n')
+    assert read_events(path, mapping=tmp_path / "m.toml").table["user_id"].tolist() == ["L-7"]

@@ -21,6 +21,7 @@ is optional; unknown keys and wrong types are all reported at once::
     click_events = ["$pageview", "$screen"]
     value_properties = ["revenue", "value", "$revenue", "price"]
     segment_property = "segment"         # person_properties / properties key
+    user_id_property = ""                # a person property holding the login id
     one_visit_per_session = true         # only a session's first $pageview is a visit
 
     [criteo]
@@ -115,6 +116,7 @@ class PostHogMapping:
     impression_events: tuple[str, ...] = ()
     value_properties: tuple[str, ...] = ("revenue", "value", "$revenue", "price")
     segment_property: str = "segment"
+    user_id_property: str = ""
     one_visit_per_session: bool = True
 
 

@@ -14,7 +14,7 @@ contract        PostHog
 device_id       ``properties.$device_id``, else ``distinct_id``
 user_id         ``distinct_id`` when it differs from ``$device_id`` (identified);
                 else the user a ``$identify`` event (``$anon_distinct_id``) gave
-                the device
+                the device; else ``person_properties[user_id_property]`` if set
 timestamp       ``timestamp`` (ISO 8601, any offset)
 event_type      ``event`` via the mapping: conversion events; ``$pageview`` /
                 ``$screen`` with an ad click id -> click, else -> visit (only
@@ -233,6 +233,7 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
         "segment": f"coalesce({person(m.segment_property)}, {prop(m.segment_property)})"
         if m.segment_property
         else "NULL",
+        "uid_person": person(m.user_id_property) if m.user_id_property else "NULL",
     }
     stage1 = (
         f"SELECT {ROW}, "
@@ -282,7 +283,7 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
         "timestamp": "ts",
         "event_type": "et",
         "channel": f"CASE WHEN {touch} THEN {channel_sql('src', 'med', mapping)} END",
-        "user_id": "coalesce(uid_identified, ids.uid)",
+        "user_id": "coalesce(uid_identified, ids.uid, uid_person)",
         "campaign": f"CASE WHEN {touch} THEN utm_campaign END",
         "value": "CASE WHEN et = 'conversion' THEN revenue END",
         "device_type": "CASE WHEN category IN ('mobile', 'desktop', 'tablet') THEN category "
