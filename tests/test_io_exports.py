@@ -229,6 +229,14 @@ def _to_parquet_row(row: dict) -> dict:
     return out
 
 
+def test_ga4_gzipped_ndjson(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "events_20260101.json.gz", "wt") as fh:
+        fh.write("".join(json.dumps(r) + "\n" for r in GA4_ROWS))
+    same(read_events(tmp_path).table, GA4_EXPECTED)
+
+
 def test_ga4_parquet_fixture_maps_exactly_even_without_newer_records(tmp_path):
     # An older export: no session_traffic_source_last_click column at all.
     schema = pa.schema([f for f in ARROW_SCHEMA if f.name != "session_traffic_source_last_click"])

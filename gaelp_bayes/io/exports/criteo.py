@@ -110,40 +110,54 @@ def start_micros(mapping: Mapping) -> int:
 
 
 def read_tsv_text(source: SourceFile) -> tuple[pa.Table, LoadedSource]:
-    """The TSV file as text columns plus ``_gb_row``; malformed lines set aside."""
-    malformed: list[MalformedRow] = []
+    """The TSV file as text columns plus ``_gb_row``; malformed lines set aside.
+
+    Read with threads; only when a line is malformed is the file read again on
+    one thread, which is what knows the line numbers (as ``csv_text`` does)."""
     n_fields = len(source.columns)
 
-    def on_invalid(row: pcsv.InvalidRow) -> str:
-        malformed.append(
-            MalformedRow(
-                row=(row.number or 0) - 1,
-                text=row.text[:500],
-                expected_fields=n_fields,
-                found_fields=row.actual_columns,
-            )
-        )
-        return "skip"
+    def read(use_threads: bool, collect: list[MalformedRow] | None) -> tuple[pa.Table, int]:
+        n_bad = 0
 
-    try:
-        table = pcsv.read_csv(
-            source.path,
-            read_options=pcsv.ReadOptions(
-                use_threads=False, column_names=list(source.columns), skip_rows=1
-            ),
-            parse_options=pcsv.ParseOptions(
-                delimiter="\t",
-                quote_char=False,
-                ignore_empty_lines=False,
-                invalid_row_handler=on_invalid,
-            ),
-            convert_options=pcsv.ConvertOptions(
-                column_types=dict.fromkeys(source.columns, pa.string()),
-                strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{source.display}: cannot be read as TSV ({exc}).") from None
+        def on_invalid(row: pcsv.InvalidRow) -> str:
+            nonlocal n_bad
+            n_bad += 1
+            if collect is not None:
+                collect.append(
+                    MalformedRow(
+                        row=(row.number or 0) - 1,
+                        text=row.text[:500],
+                        expected_fields=n_fields,
+                        found_fields=row.actual_columns,
+                    )
+                )
+            return "skip"
+
+        try:
+            table = pcsv.read_csv(
+                source.path,
+                read_options=pcsv.ReadOptions(
+                    use_threads=use_threads, column_names=list(source.columns), skip_rows=1
+                ),
+                parse_options=pcsv.ParseOptions(
+                    delimiter="\t",
+                    quote_char=False,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=on_invalid,
+                ),
+                convert_options=pcsv.ConvertOptions(
+                    column_types=dict.fromkeys(source.columns, pa.string()),
+                    strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{source.display}: cannot be read as TSV ({exc}).") from None
+        return table, n_bad
+
+    malformed: list[MalformedRow] = []
+    table, n_bad = read(True, None)
+    if n_bad:
+        table, _ = read(False, malformed)
     total = table.num_rows + len(malformed)
     bad = np.array([m.row for m in malformed], dtype=np.int64)
     rows = np.setdiff1d(np.arange(1, total + 1, dtype=np.int64), bad)
