@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -15,6 +16,9 @@ from gaelp_bayes.io.formats import resolve_format
 from gaelp_bayes.io.pipeline import Mode, run
 from gaelp_bayes.io.report import ValidationReport
 from gaelp_bayes.io.sources import discover
+
+if TYPE_CHECKING:
+    from gaelp_bayes.io.exports.mapping import Mapping
 
 _STRING_TYPES = (pa.string(), pa.large_string(), pa.string_view())
 
@@ -45,7 +49,7 @@ def read_events(
     rejects_path: str | Path | None = None,
     engine: str = "duckdb",
     fmt: str = "auto",
-    mapping: str | Path | None = None,
+    mapping: str | Path | Mapping | None = None,
 ) -> ReadResult:
     """Read and validate an ``events`` table (data contract section 1).
 
@@ -128,7 +132,7 @@ def _read(
     rejects_path: str | Path | None,
     engine_name: str,
     fmt: str,
-    mapping: object = None,
+    mapping: str | Path | Mapping | None = None,
 ) -> ReadResult:
     if mode not in ("strict", "lenient"):
         raise ValueError(f"mode must be 'strict' or 'lenient', not {mode!r}")
@@ -155,7 +159,7 @@ def _read(
                 mode=mode,
                 rejects_path=rejects,
                 source=str(path),
-                mapping=resolve_mapping(mapping, path),  # type: ignore[arg-type]
+                mapping=resolve_mapping(mapping, path),
             )
     return ReadResult(table=to_pandas(table), report=report)
 
