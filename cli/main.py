@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from gaelp_bayes import __version__
-from gaelp_bayes.cli import example_data, fit, plan, quickstart, report, validate
+from gaelp_bayes.cli import example_data, fit, plan, quickstart, report, simulate, validate
 
 app = typer.Typer(
     name="gaelp-bayes",
@@ -45,6 +45,7 @@ app.command("validate")(validate.validate)
 app.command("fit")(fit.fit)
 app.command("quickstart")(quickstart.quickstart)
 app.command("report")(report.report)
+app.command("simulate")(simulate.simulate)
 app.command("plan")(plan.plan)
 
 
