@@ -72,9 +72,24 @@ def attribution_section(ctx: ReportContext) -> str:
         for ch, v in channels.items()
     ]
     body += table(["channel", "incremental", "attributed", *baselines], rows, raw=True)
+    base = s.get("baseline", {}).get("attributed")
+    if isinstance(base, dict):
+        body += note(f"Credited to the segment baselines (no touch): {fmt_interval(base)}.")
     body += note(
         "Incremental: conversions that would not have happened without the channel's touches; "
         "attributed: credit that sums to conversions. Posterior mean [5%, 95%]; baselines are "
         "point values."
     )
+    counts = s.get("counts")
+    if isinstance(counts, dict) and counts:
+        labels = {
+            "persons": "persons",
+            "conversions": "conversions",
+            "touches": "touches",
+            "touches_after_conversion_ignored": "touches after a conversion (ignored)",
+            "session_visits_ignored": "conversion-session visits (ignored)",
+            "converters_without_touches": "converters without a touch (credited to baseline)",
+        }
+        parts = [f"{lbl}: {fmt_num(counts[k])}" for k, lbl in labels.items() if k in counts]
+        body += note("Data: " + "; ".join(parts) + ".")
     return section("attribution", "Attribution: channels and baselines", body)
