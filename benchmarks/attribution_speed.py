@@ -33,10 +33,11 @@ def simulated(persons: int, seed: int):
     t, _ = A.simulate(
         params,
         per,
-        np.array([0.3, 0.2, 0.1, 0.1, 0.05, 0.05]),
+        np.array([0.15, 0.1, 0.08, 0.06, 0.03, 0.03]),
         np.array([0.85, 0.05, 0.1]),
         60.0,
         rng,
+        counterfactual=False,
     )
     return t
 

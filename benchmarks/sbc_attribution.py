@@ -16,6 +16,7 @@ the truth.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -63,14 +64,24 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--draws", type=int, default=400)
     ap.add_argument("--ranks", type=int, default=99, help="posterior draws kept for the rank")
     ap.add_argument("--bins", type=int, default=10)
+    ap.add_argument("--log", default=None, help="append each replication's ranks (JSON lines)")
+    ap.add_argument("--from-log", default=None, help="only summarise the replications of a log")
     a = ap.parse_args(argv)
     from scipy import stats
 
     t0 = time.perf_counter()
-    rows = [one(r, a) for r in range(a.reps)]
+    rows = []
+    if a.from_log:
+        rows = [json.loads(line) for line in open(a.from_log)]
+        a.reps = 0
+    for r in range(a.reps):
+        rows.append(one(r, a))
+        if a.log:
+            with open(a.log, "a") as fh:
+                fh.write(json.dumps(rows[-1]) + "\n")
     keys = [k for k in rows[0] if not k.endswith(":cover")]
     L = len(range(0, a.draws, max(1, a.draws // a.ranks)))
-    print(f"{a.reps} replications, {a.persons} persons each, {time.perf_counter() - t0:.0f} s\n")
+    print(f"{len(rows)} replications, {a.persons} persons each, {time.perf_counter() - t0:.0f} s\n")
     print("| quantity | chi2 p (uniform ranks) | 90% coverage |")
     print("| --- | --- | --- |")
     res = {}

@@ -1112,6 +1112,7 @@ def simulate(
     kernel: str = "exponential",
     active_gap_days: float = 0.0,
     extra_touches: dict[int, int] | None = None,
+    counterfactual: bool = True,
 ) -> tuple[Touches, dict[str, np.ndarray]]:
     """Simulate persons from the model's generative process (one parameter set).
 
@@ -1122,7 +1123,8 @@ def simulate(
     follow_up_days)`` days. The person converts when ``H`` reaches an Exp(1)
     threshold (bisection); touches from then on are dropped (bidding stops)
     and kept apart as the person's *potential* touches. ``extra_touches``
-    ``{person: n}`` adds ``n`` touches to a person (edge cases).
+    ``{person: n}`` adds ``n`` touches to a person (edge cases);
+    ``counterfactual = False`` skips computing ``incremental`` (zeros; speed runs).
 
     Returns the observed :class:`Touches` and the truth: ``incremental``
     (C,) conversions before ``A`` lost without each channel under common
@@ -1175,7 +1177,7 @@ def simulate(
     T = first_time()
     converted = np.isfinite(T)
     inc = np.zeros(C)
-    for c in range(C):
+    for c in range(C if counterfactual else 0):
         cand = converted & np.isin(np.arange(P), person[(ch == c) & (days < T[person])])
         if cand.any():
             inc[c] = np.sum(~np.isfinite(first_time(c)[cand]))
