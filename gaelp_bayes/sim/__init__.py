@@ -7,7 +7,10 @@ Public API (see docs/simulator.md):
 - :func:`simulate`, :func:`simulate_draws`, :func:`rollout`, :func:`step`,
   :func:`init_state`, :func:`sample_persons`, :func:`capacity`, :func:`totals`,
   :class:`Outcome` — the simulator (JAX; importing it configures JAX for the CPU);
-- :func:`read_schedule`, :func:`schedule_array` — schedule CSV <-> bids array.
+- :func:`read_schedule`, :func:`schedule_array` — schedule CSV <-> bids array;
+- :class:`BidPlanningEnv`, :class:`BidPlanningVectorEnv` — the Gymnasium
+  environment, registered as ``gaelp_bayes/BidPlanning-v0`` when this package
+  is imported (``gymnasium.make("gaelp_bayes/BidPlanning-v0")``).
 
 The simulator functions are imported lazily so that ``import gaelp_bayes.sim``
 does not start JAX.
@@ -49,7 +52,28 @@ _LAZY = {
     "read_schedule": "gaelp_bayes.sim.schedule",
     "schedule_array": "gaelp_bayes.sim.schedule",
     "summarize": "gaelp_bayes.sim.bundle",
+    "BidPlanningEnv": "gaelp_bayes.sim.env",
+    "BidPlanningVectorEnv": "gaelp_bayes.sim.env",
 }
+
+ENV_ID = "gaelp_bayes/BidPlanning-v0"
+
+
+def register_env() -> None:
+    """Register ``gaelp_bayes/BidPlanning-v0`` with Gymnasium (idempotent, no JAX import)."""
+    try:
+        import gymnasium
+    except ImportError:  # pragma: no cover - gymnasium is a core dependency
+        return
+    if ENV_ID not in gymnasium.registry:
+        gymnasium.register(
+            id=ENV_ID,
+            entry_point="gaelp_bayes.sim.env:BidPlanningEnv",
+            vector_entry_point="gaelp_bayes.sim.env:BidPlanningVectorEnv",
+        )
+
+
+register_env()
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +87,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "ENV_ID",
+    "register_env",
     "SimParams",
     "as_jax",
     "from_world",

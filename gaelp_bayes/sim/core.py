@@ -139,7 +139,7 @@ def _gamma(key: jax.Array, a: jax.Array, rounds: int = 4) -> jax.Array:
     below 1e-5; shapes below 1 use ``Gamma(a + 1) U^(1/a)``. Much cheaper to
     compile than ``jax.random.gamma``.
     """
-    k_u, k_boost, *ks = jax.random.split(key, 2 + rounds)
+    k_boost, *ks = jax.random.split(key, 1 + rounds)
     a1 = jnp.where(a < 1, a + 1, a)
     d = a1 - 1.0 / 3.0
     c = 1.0 / jnp.sqrt(9.0 * d)
