@@ -41,7 +41,9 @@ def _base(persons: int, days: int, seed: int) -> tuple[pa.Table, pa.Table]:
                    latency_mc_persons=2_000)  # fmt: skip
     events = w.events.to_pandas()
     events = events[events["event_type"] != "impression"].reset_index(drop=True)
-    g = pa.Table.from_pylist(ga4.to_records(events), schema=ga4.ARROW_SCHEMA)
+    # one GA4 row per event (no extra session events), so both files hold the same events
+    records = ga4.to_records(events, session_events=False)
+    g = pa.Table.from_pylist(records, schema=ga4.ARROW_SCHEMA)
     c = pa.Table.from_pandas(events, preserve_index=False)
     return g, c
 

@@ -375,13 +375,17 @@ def _none(x: object) -> object:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA else x
 
 
-def to_records(events: pd.DataFrame, site: str = "https://www.example.com") -> list[dict]:
+def to_records(
+    events: pd.DataFrame, site: str = "https://www.example.com", session_events: bool = True
+) -> list[dict]:
     """GA4 export rows (nested dicts, BigQuery field names) for contract ``events``.
 
     Impressions are dropped (GA4 does not see ad impressions); clicks become a
     ``page_view`` landing with UTM parameters and a click id, visits a
-    ``session_start`` (with the session's source, or ``(direct)``), and
-    conversions a ``purchase`` with ``ecommerce.purchase_revenue``.
+    ``session_start`` (with the session's source, or ``(direct)``) followed by
+    the session's first ``page_view`` (no click id) and a ``user_engagement``
+    event (unless ``session_events`` is false), and conversions a ``purchase``
+    with ``ecommerce.purchase_revenue``.
     """
     ev = events[events["event_type"] != "impression"].reset_index(drop=True)
     ts = pd.to_datetime(ev["timestamp"], utc=True)
@@ -482,7 +486,27 @@ def to_records(events: pd.DataFrame, site: str = "https://www.example.com") -> l
                 else None,
             }
         )
+        if kind == "visit" and session_events:
+            # what a session logs besides session_start: its first page_view
+            # (same tags, no click id: not a click) and an engagement ping; the
+            # reader skips both and counts them
+            view = dict(out[-1], event_name="page_view", event_timestamp=us + 500_000)
+            if cts is not None:
+                view["collected_traffic_source"] = dict(cts, gclid=None, dclid=None)
+            engaged = dict(
+                out[-1],
+                event_name="user_engagement",
+                event_timestamp=us + 10_000_000,
+                event_params=[*params[:2], _kv("engagement_time_msec", 9500)],
+            )
+            for extra in (view, engaged):
+                extra["event_date"] = _day(extra["event_timestamp"])
+            out += [view, engaged]
     return out
+
+
+def _day(micros: int) -> str:
+    return pd.Timestamp(micros, unit="us", tz="UTC").strftime("%Y%m%d")
 
 
 def write(

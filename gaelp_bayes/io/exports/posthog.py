@@ -343,7 +343,9 @@ def _host(prefix: str, key: str) -> str:
 
 def to_records(events: pd.DataFrame, site: str = "https://www.example.com") -> list[dict]:
     """PostHog events (``uuid, event, distinct_id, timestamp, properties,
-    person_properties``) for contract ``events``. Impressions are dropped."""
+    person_properties``) for contract ``events``. Impressions are dropped; a
+    visit is its session's first ``$pageview``, followed by a second
+    ``$pageview`` and a ``$pageleave`` of the same session."""
     ev = events[events["event_type"] != "impression"].reset_index(drop=True)
     ts = pd.to_datetime(ev["timestamp"], utc=True)
     out = []
@@ -405,6 +407,29 @@ def to_records(events: pd.DataFrame, site: str = "https://www.example.com") -> l
                 "elements_chain": "",
             }
         )
+        if kind == "visit":
+            # the rest of the session: a second page (same $session_id, internal
+            # referrer, no tags: not a new visit) and the page leave; both skipped
+            keep = ("$device_id", "$session_id", "$lib", "$device_type", "$os", "$browser",
+                    "$ip", "$geoip_subdivision_1_name")  # fmt: skip
+            base = {k: v for k, v in props.items() if k in keep}
+            for name, delay, extra in (
+                ("$pageview", 0.5, {"$current_url": site + "/pricing",
+                                    "$referring_domain": site.split("//")[-1]}),
+                ("$pageleave", 10.0, {"$current_url": site + "/pricing"}),
+            ):  # fmt: skip
+                t = ts.iloc[i] + pd.Timedelta(seconds=delay)
+                out.append(
+                    {
+                        "uuid": str(uuidlib.uuid5(_NS, f"{eid}-{name}")),
+                        "event": name,
+                        "distinct_id": uid if uid is not None else dev,
+                        "timestamp": t.strftime("%Y-%m-%dT%H:%M:%S.%f") + "+00:00",
+                        "properties": {**base, **extra},
+                        "person_properties": person,
+                        "elements_chain": "",
+                    }
+                )
     return out
 
 
