@@ -583,3 +583,13 @@ def test_posthog_user_id_from_a_person_property(tmp_path):
     assert read_events(path).table["user_id"].isna().all()
     (tmp_path / "m.toml").write_text('[posthog]\nuser_id_property = "login"\n')
     assert read_events(path, mapping=tmp_path / "m.toml").table["user_id"].tolist() == ["L-7"]
+
+
+def test_canonical_folder_with_a_json_sidecar_is_still_canonical(tmp_path):
+    (tmp_path / "events.csv").write_text(
+        "device_id,timestamp,event_type,channel\nd1,2026-01-01T00:00:00Z,visit,direct\n"
+    )
+    (tmp_path / "export_meta.json").write_text('{\n  "exported_by": "a pipeline"\n}\n')
+    res = read_events(tmp_path)
+    assert res.report.format == "canonical" and res.report.rows_kept == 1
+    assert [f.path for f in res.report.files] == [str(tmp_path / "events.csv")]

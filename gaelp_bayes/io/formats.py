@@ -55,23 +55,28 @@ def resolve_format(fmt: str, spec: TableSpec, files: list[SourceFile]) -> str:
         fmt = "canonical"
     if fmt == "auto":
         fmt = _detect(spec, files)
-    if fmt == "canonical":
-        for f in files:
-            if f.format not in ("csv", "parquet"):
-                kind = "JSON lines" if f.format == "json" else "tab-separated"
-                raise DataError(
-                    f"{f.display} is {kind}, but canonical {spec.name} input must be CSV or "
-                    "Parquet; convert it, or read an export with --format ga4, posthog or "
-                    "criteo (see docs/exports.md)."
-                )
+    if fmt == "canonical" and not canonical_files(files):
+        f = files[0]
+        kind = "JSON lines" if f.format == "json" else "tab-separated"
+        raise DataError(
+            f"{f.display} is {kind}, but canonical {spec.name} input must be CSV or "
+            "Parquet; convert it, or read an export with --format ga4, posthog or "
+            "criteo (see docs/exports.md)."
+        )
     return fmt
 
 
+def canonical_files(files: list[SourceFile]) -> list[SourceFile]:
+    """The files a canonical read uses: CSV and Parquet (other files in a folder,
+    such as a JSON sidecar, are not part of a canonical table)."""
+    return [f for f in files if f.format in ("csv", "parquet")]
+
+
 def _detect(spec: TableSpec, files: list[SourceFile]) -> str:
-    if all(f.format in ("csv", "parquet") for f in files) and all(
-        set(spec.required) <= set(f.columns) for f in files
-    ):
-        return "canonical"
+    tables = canonical_files(files)
+    if tables and all(set(spec.required) <= set(f.columns) for f in tables):
+        if not any(detect_export(f) for f in files if f not in tables):
+            return "canonical"
     found = {f.display: detect_export(f) for f in files}
     kinds = {k for k in found.values() if k is not None}
     if len(kinds) > 1:

@@ -12,7 +12,7 @@ import pyarrow as pa
 from gaelp_bayes.errors import UsageError
 from gaelp_bayes.io.contract import AUCTIONS, EVENTS, TableSpec
 from gaelp_bayes.io.engines import create_engine
-from gaelp_bayes.io.formats import resolve_format
+from gaelp_bayes.io.formats import canonical_files, resolve_format
 from gaelp_bayes.io.pipeline import Mode, run
 from gaelp_bayes.io.report import ValidationReport
 from gaelp_bayes.io.sources import discover
@@ -143,6 +143,8 @@ def _read(
     if rejects is not None and any(rejects.resolve() == f.path.resolve() for f in files):
         raise UsageError(f"the rejects file {rejects} is one of the inputs; choose another path")
     fmt = resolve_format(fmt, spec, files)
+    if fmt == "canonical":
+        files = canonical_files(files)
     with create_engine(engine_name) as engine:
         if fmt == "canonical":
             table, report = run(

@@ -312,7 +312,7 @@ def read_mapped(
     for p in prepared.values():
         for name, n in p.skipped.items():
             skipped[name] = skipped.get(name, 0) + n
-    note = skipped_note(skipped, f"{label} events")
+    note = skipped_note(skipped, f"{label} event(s)")
     if note:
         report.notes = [note, *report.notes]
     lines = (
