@@ -593,3 +593,17 @@ def test_canonical_folder_with_a_json_sidecar_is_still_canonical(tmp_path):
     res = read_events(tmp_path)
     assert res.report.format == "canonical" and res.report.rows_kept == 1
     assert [f.path for f in res.report.files] == [str(tmp_path / "events.csv")]
+
+
+def test_posthog_first_pageview_of_a_session_by_time_not_file_order(tmp_path):
+    def view(uuid: str, ts: str) -> dict:
+        return {"uuid": uuid, "event": "$pageview", "distinct_id": "d", "timestamp": ts,
+                "properties": {"$session_id": "s5", "$referring_domain": "$direct"}}  # fmt: skip
+
+    path = write_jsonl(
+        tmp_path / "p.jsonl",
+        [view("later", "2026-01-01T10:05:00Z"), view("first", "2026-01-01T11:00:00+02:00")],
+    )
+    t = read_events(path).table
+    assert t["event_id"].tolist() == ["first"]
+    assert t["timestamp"].tolist() == [pd.Timestamp("2026-01-01T09:00:00Z")]

@@ -253,7 +253,8 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
     )
     if m.one_visit_per_session:
         first = (
-            f"row_number() OVER (PARTITION BY session, et0 = 'visit' ORDER BY {ROW}) = 1 "
+            f"row_number() OVER (PARTITION BY session, et0 = 'visit' ORDER BY "
+            f"TRY_CAST(ts AS TIMESTAMPTZ) NULLS LAST, {ROW}) = 1 "
             "OR session IS NULL OR et0 <> 'visit'"
         )
         et = f"CASE WHEN {first} THEN et0 END"
