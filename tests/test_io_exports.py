@@ -514,7 +514,7 @@ def test_criteo_bad_rows(tmp_path):
     rows = {(p.reason, p.column): p.rows for p in err.value.problems}
     assert rows[("unparseable timestamp", "timestamp")] == [2]
     assert rows[("click not a bool", "click")] == [3]
-    key = ("conversion_ts missing on a converting impression (conversion = 1)",
+    key = ("conversion_timestamp missing on a converting impression (conversion = 1)",
            "conversion_timestamp")  # fmt: skip
     assert rows[key] == [4]
     assert any("malformed" in r and rs == [5] for (r, _), rs in rows.items())

@@ -75,7 +75,7 @@ ROWS = TableSpec(
         Column("user_id", "string"),  # (none in the dataset; the row summary needs it)
         Column("click", "bool", required=True),
         Column("conversion", "bool", required=True),
-        Column("conversion_ts", "timestamp", required_when=_CONVERTING),
+        Column("conversion_timestamp", "timestamp", required_when=_CONVERTING),
         Column("conversion_id", "string", required_when=_CONVERTING),
     ),
 )
@@ -87,7 +87,7 @@ FIELDS = {
     "cost": "cost",
     "click": "click",
     "conversion": "conversion",
-    "conversion_ts": "conversion_timestamp",
+    "conversion_timestamp": "conversion_timestamp",
     "conversion_id": "conversion_id",
 }
 
@@ -225,7 +225,7 @@ def _load_rows(engine: Engine, relation: str, source: SourceFile, mapping: Mappi
         "user_id": "CAST(NULL AS VARCHAR)",
         "click": col("click"),
         "conversion": col("conversion"),
-        "conversion_ts": f"CASE WHEN {col('conversion_timestamp')} IN {none} THEN '' "
+        "conversion_timestamp": f"CASE WHEN {col('conversion_timestamp')} IN {none} THEN '' "
         f"ELSE {stamp('conversion_timestamp')} END",
         "conversion_id": f"CASE WHEN {col('conversion_id')} IN {none} THEN '' "
         f"ELSE {col('conversion_id')} END",
@@ -268,7 +268,7 @@ def expand(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     conversions = pd.DataFrame(
         {
             "device_id": conv["device_id"],
-            "timestamp": conv["conversion_ts"],
+            "timestamp": conv["conversion_timestamp"],
             "event_type": "conversion",
             "event_id": conv["conversion_id"],
         }
