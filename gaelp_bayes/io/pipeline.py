@@ -393,8 +393,7 @@ def _rejects_sql(
         )
     else:
         reasons.append(
-            f"CASE WHEN (r._gb_mask & {bits.malformed}) <> 0 "
-            f"THEN {literal(malformed_words[0])} END"
+            f"CASE WHEN (r._gb_mask & {bits.malformed}) <> 0 THEN {literal(malformed_words[0])} END"
         )
     if spec.key:
         reasons.append(
