@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--kernel", default="exponential")
     ap.add_argument("--active-gap-days", type=float, default=0.0)
     ap.add_argument("--no-future-touches", action="store_true")
+    ap.add_argument("--baseline-decay", action="store_true")
     ap.add_argument("--true-map", action="store_true", help="use truth/devices.parquet as map")
     a = ap.parse_args(argv)
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "kernel": a.kernel,
                     "active_gap_days": a.active_gap_days,
                     "future_touches": not a.no_future_touches,
+                    "baseline_decay": a.baseline_decay,
                 }
             },
         )

@@ -92,6 +92,7 @@ FREE_SITES = (
     "z_beta",
     "log_kernel_scale",
     "log_kernel_shape",
+    "log_baseline_decay",
 )
 
 
@@ -103,6 +104,7 @@ class AttributionConfig:
     touch_types: list[str] = dataclasses.field(default_factory=lambda: list(TOUCH_TYPES))
     session_minutes: float = 30.0
     active_gap_days: float = 0.0
+    baseline_decay: bool = False
     future_touches: bool = True
     future_prior_days: float = 1.0
     bin_log_width: float = 0.02
@@ -119,6 +121,8 @@ class AttributionConfig:
     prior_beta_pool_sd: float = 0.5
     prior_log_scale_mean: float = 0.5
     prior_log_scale_sd: float = 1.0
+    prior_log_decay_mean: float = 2.5
+    prior_log_decay_sd: float = 1.0
     prior_log_shape_mean: float = 0.4
     prior_log_shape_sd: float = 0.5
 
@@ -144,6 +148,8 @@ class AttributionConfig:
                 "attribution.parametrization must be 'auto', 'centered' or 'noncentered', "
                 f"got {self.parametrization!r}"
             )
+        if self.baseline_decay and self.active_gap_days > 0:
+            out.append("attribution.baseline_decay needs active_gap_days = 0 (choose one)")
         if not self.active_gap_days >= 0:
             out.append(f"attribution.active_gap_days must be >= 0, got {self.active_gap_days!r}")
         if not 0 <= self.bin_log_width <= 0.2:
@@ -181,6 +187,9 @@ class AttributionData:
 
     touches: Touches
     exposure: np.ndarray
+    e_seg: np.ndarray
+    e_days: np.ndarray
+    e_count: np.ndarray
     b_cell: np.ndarray
     b_days: np.ndarray
     b_count: np.ndarray
@@ -206,6 +215,10 @@ class AttributionData:
         S, C, K = self.shape
         return {
             "exposure": self.exposure.astype(np.float32),
+            "e_seg": self.e_seg.astype(np.int32),
+            "e_days": self.e_days.astype(np.float32),
+            "e_count": self.e_count.astype(np.float32),
+            "c_end": self.c_end.astype(np.float32),
             "b_cell": self.b_cell.astype(np.int32),
             "b_days": self.b_days.astype(np.float32),
             "b_count": self.b_count.astype(np.float32),
@@ -227,6 +240,7 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
         raise DataError("the attribution model needs at least one person with a touch; found none")
     base_end, active = baseline_exposure(t, cfg.active_gap_days)
     exposure = np.bincount(t.segment, weights=base_end, minlength=S)
+    e_seg, e_days, e_count = _log_bins(t.segment, np.maximum(base_end, D_MIN), cfg.bin_log_width)
     cell = (t.segment[t.person] * C + t.channel) * K + t.touch_type
     d = np.maximum(t.end_days[t.person] - t.days, D_MIN)
     if cfg.bin_log_width > 0 and d.size:
@@ -258,6 +272,9 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
     return AttributionData(
         touches=t,
         exposure=exposure,
+        e_seg=e_seg,
+        e_days=e_days,
+        e_count=e_count,
         b_cell=b_cell,
         b_days=b_days,
         b_count=b_count,
@@ -278,6 +295,17 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
         ct_days=np.maximum(t.end_days[t.person[tm]] - t.days[tm], D_MIN),
         ct_horizon=np.maximum(t.horizon_days[t.person[tm]] - t.days[tm], D_MIN),
     )
+
+
+def _log_bins(group: np.ndarray, d: np.ndarray, width: float):
+    """Rows ``(group, mean d, count)`` of ``d`` binned on a log grid per group (exact if 0)."""
+    group = np.asarray(group, dtype=np.int64)
+    if width <= 0 or d.size == 0:
+        return group, d.astype(np.float64), np.ones(d.size)
+    b = np.floor(np.log(d) / width).astype(np.int64)
+    key = group * 100_000 + (b - b.min())
+    uniq, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+    return (uniq // 100_000).astype(np.int64), np.bincount(inv, weights=d) / cnt, cnt * 1.0
 
 
 def baseline_exposure(t: Touches, gap_days: float) -> tuple[np.ndarray, np.ndarray]:
@@ -340,6 +368,10 @@ def kernel_integral(xp, kernel: str, d, shape, scale):
 
 def attribution_model(
     exposure,
+    e_seg,
+    e_days,
+    e_count,
+    c_end,
     b_cell,
     b_days,
     b_count,
@@ -409,7 +441,16 @@ def attribution_model(
 
     beta_flat = jnp.reshape(beta, (-1,))
     b_ch = (b_cell // K) % C
-    surv = jnp.sum(alpha * exposure) + jnp.sum(
+    if cfg.baseline_decay:
+        log_tau = numpyro.sample(
+            "log_baseline_decay",
+            dist.Normal(cfg.prior_log_decay_mean, cfg.prior_log_decay_sd).expand([S]).to_event(1),
+        )
+        tau = numpyro.deterministic("baseline_decay_days", jnp.exp(log_tau))
+        base_surv = jnp.sum(e_count * alpha[e_seg] * tau[e_seg] * -jnp.expm1(-e_days / tau[e_seg]))
+    else:
+        base_surv = jnp.sum(alpha * exposure)
+    surv = base_surv + jnp.sum(
         b_count * beta_flat[b_cell] * kernel_cdf(jnp, cfg.kernel, b_days, kshape[b_ch], scale[b_ch])
     )
     numpyro.factor("survival", -surv)
@@ -420,7 +461,10 @@ def attribution_model(
     touch_h = beta_flat[ct_cell] * jnp.exp(
         kernel_log_pdf(jnp, cfg.kernel, ct_days, kshape[ct_ch], scale[ct_ch])
     )
-    h = alpha[c_seg] * c_active + jax.ops.segment_sum(touch_h, ct_conv, num_segments=n_conv)
+    base = alpha[c_seg] * c_active
+    if cfg.baseline_decay:
+        base = base * jnp.exp(-c_end / tau[c_seg])
+    h = base + jax.ops.segment_sum(touch_h, ct_conv, num_segments=n_conv)
     numpyro.factor("log_h", jnp.sum(jnp.log(h)))
 
 
@@ -520,7 +564,24 @@ def build_pymc_model(
 
         b_cell = kw["b_cell"]
         b_ch = (b_cell // K) % C
-        surv = pt.sum(alpha * kw["exposure"].astype(np.float64)) + pt.sum(
+        if cfg.baseline_decay:
+            log_tau = pm.Normal(
+                "log_baseline_decay",
+                cfg.prior_log_decay_mean,
+                cfg.prior_log_decay_sd,
+                dims="segment",
+            )
+            tau = pm.Deterministic("baseline_decay_days", pt.exp(log_tau), dims="segment")
+            es = kw["e_seg"]
+            base_surv = pt.sum(
+                kw["e_count"].astype(np.float64)
+                * alpha[es]
+                * tau[es]
+                * -pt.expm1(-kw["e_days"].astype(np.float64) / tau[es])
+            )
+        else:
+            base_surv = pt.sum(alpha * kw["exposure"].astype(np.float64))
+        surv = base_surv + pt.sum(
             kw["b_count"].astype(np.float64) * beta_flat[b_cell] * cdf(kw["b_days"], b_ch)
         )
         pm.Potential("survival", -surv)
@@ -532,6 +593,9 @@ def build_pymc_model(
             per_conv = pt.zeros(n_conv)
             per_conv = pt.inc_subtensor(per_conv[kw["ct_conv"]], touch_h)
             base = alpha[kw["c_seg"]] * kw["c_active"].astype(np.float64)
+            if cfg.baseline_decay:
+                cs = kw["c_seg"]
+                base = base * pt.exp(-kw["c_end"].astype(np.float64) / tau[cs])
             pm.Potential("log_h", pt.sum(pt.log(base + per_conv)))
     return model
 
@@ -561,10 +625,15 @@ def exact_log_likelihood(
     d = np.maximum(t.end_days[t.person] - t.days, D_MIN)
     ch = t.channel
     base_end, active = baseline_exposure(t, active_gap_days)
+    h_base = a[t.segment] * active
+    if "baseline_decay_days" in params:
+        tau = np.asarray(params["baseline_decay_days"])[t.segment]
+        h_base = h_base * np.exp(-t.end_days / tau)
+        base_end = tau * -np.expm1(-base_end / tau)
     H = a[t.segment] * base_end + np.bincount(
         t.person, weights=bj * kernel_cdf(np, kernel, d, sh[ch], sc[ch]), minlength=t.n_persons
     )
-    h = a[t.segment] * active + np.bincount(
+    h = h_base + np.bincount(
         t.person,
         weights=bj * np.exp(kernel_log_pdf(np, kernel, d, sh[ch], sc[ch])),
         minlength=t.n_persons,
@@ -625,15 +694,22 @@ def derived(
     seg_ch = c_seg[ct_conv] * C + ct_ch
     kernel = cfg.kernel
 
-    def one(alpha, beta, scale, kshape):
+    T_end = jnp.asarray(data.c_end, jnp.float32)
+
+    def one(alpha, beta, scale, kshape, tau):
         bf = beta.reshape(-1)[ct_cell]
         sc, sh = scale[ct_ch], kshape[ct_ch]
         th = bf * jnp.exp(kernel_log_pdf(jnp, kernel, ct_d, sh, sc))
         base = alpha[c_seg] * active
+        bT, bA = base_T, base_A
+        if decay:
+            tc = tau[c_seg]
+            base = base * jnp.exp(-T_end / tc)
+            bT, bA = tc * -jnp.expm1(-base_T / tc), tc * -jnp.expm1(-base_A / tc)
         h = base + jax.ops.segment_sum(th, ct_conv, num_segments=N)
         credit = jax.ops.segment_sum(th / h[ct_conv], seg_ch, num_segments=S * C).reshape(S, C)
         credit_base = jax.ops.segment_sum(base / h, c_seg, num_segments=S)
-        H_T = alpha[c_seg] * base_T + jax.ops.segment_sum(
+        H_T = alpha[c_seg] * bT + jax.ops.segment_sum(
             bf * kernel_cdf(jnp, kernel, ct_d, sh, sc), ct_conv, num_segments=N
         )
         GA = jax.ops.segment_sum(
@@ -643,11 +719,13 @@ def derived(
         J = kernel_integral(jnp, kernel, fut_len[:, None], kshape[None, :], scale[None, :])
         FUT = jnp.sum(fut_rate * beta[c_seg], axis=2) * J  # (N, C)
         GA = GA + FUT
-        H_A_minus = (alpha[c_seg] * base_A + GA.sum(axis=1))[:, None] - GA
+        H_A_minus = (alpha[c_seg] * bA + GA.sum(axis=1))[:, None] - GA
         lost = (H_A_minus < H_T[:, None]) & has_c
         inc = jax.ops.segment_sum(lost.astype(jnp.float32), c_seg, num_segments=S)
         return credit, credit_base, inc
 
+    decay = "baseline_decay_days" in post
+    taus = post["baseline_decay_days"] if decay else np.ones((n, S))
     f = jax.jit(jax.vmap(one))
     outs = {"attributed": [], "attributed_baseline": [], "incremental": []}
     for i in range(0, n, chunk):
@@ -657,6 +735,7 @@ def derived(
             jnp.asarray(post["beta"][i:j], jnp.float32),
             jnp.asarray(post["kernel_scale_days"][i:j], jnp.float32),
             jnp.asarray(post["kernel_shape"][i:j], jnp.float32),
+            jnp.asarray(taus[i:j], jnp.float32),
         )
         outs["attributed"].append(np.asarray(cr, np.float64))
         outs["attributed_baseline"].append(np.asarray(cb, np.float64) + no_touch)
@@ -690,6 +769,8 @@ def initial_values(
         )
     if cfg.kernel == "gamma":
         init["log_kernel_shape"] = np.full(C, cfg.prior_log_shape_mean, np.float32)
+    if cfg.baseline_decay:
+        init["log_baseline_decay"] = np.full(S, cfg.prior_log_decay_mean, np.float32)
     return init
 
 
@@ -792,6 +873,8 @@ class AttributionModel:
             "log_kernel_scale": ["channel"],
             "kernel_scale_days": ["channel"],
             "log_kernel_shape": ["channel"],
+            "log_baseline_decay": ["segment"],
+            "baseline_decay_days": ["segment"],
             "kernel_shape": ["channel"],
         }
         return coords, dims
@@ -885,7 +968,8 @@ class AttributionModel:
         nc, nd = post.sizes["chain"], post.sizes["draw"]
         flat = {
             k: np.asarray(post[k].values, np.float64).reshape(nc * nd, *post[k].shape[2:])
-            for k in ("alpha", "beta", "kernel_scale_days", "kernel_shape")
+            for k in ("alpha", "beta", "kernel_scale_days", "kernel_shape", "baseline_decay_days")
+            if k in post
         }
         der = derived(data, self.config, flat)
         t = data.touches
@@ -1088,6 +1172,10 @@ def sample_prior(
     S = shape[0]
     empty = {
         "exposure": np.zeros(S, np.float32),
+        "e_seg": np.zeros(0, np.int32),
+        "e_days": np.zeros(0, np.float32),
+        "e_count": np.zeros(0, np.float32),
+        "c_end": np.zeros(0, np.float32),
         "b_cell": np.zeros(0, np.int32),
         "b_days": np.zeros(0, np.float32),
         "b_count": np.zeros(0, np.float32),
@@ -1162,6 +1250,9 @@ def simulate(
             nxt = np.where(np.r_[person[1:] != person[:-1], True], np.inf, nxt)
             span = np.clip(np.minimum(nxt, x[person]) - days, 0.0, active_gap_days)
             base = np.bincount(person, weights=span, minlength=P)
+        if "baseline_decay_days" in params:
+            tau = np.asarray(params["baseline_decay_days"], float)[seg]
+            base = tau * -np.expm1(-base / tau)
         bj = beta[seg[person], ch, tt] * keep
         return alpha[seg] * base + np.bincount(person, weights=bj * g, minlength=P)
 

@@ -257,17 +257,25 @@ def _natural(p, shape, kernel):
     }
 
 
-@pytest.mark.parametrize(("kernel", "gap"), [("exponential", 0.0), ("gamma", 2.0)])
-def test_binned_likelihood_equals_exact_per_touch_sum(kernel, gap):
+@pytest.mark.parametrize(
+    ("kernel", "gap", "decay"), [("exponential", 0.0, True), ("gamma", 2.0, False)]
+)
+def test_binned_likelihood_equals_exact_per_touch_sum(kernel, gap, decay):
     t, _, _ = _sim(persons=(300, 300), active_gap_days=gap)
     for width, rel in ((0.0, 1e-7), (0.02, 1e-5)):  # days are stored as float32
-        cfg = A.AttributionConfig(kernel=kernel, bin_log_width=width, active_gap_days=gap)
+        cfg = A.AttributionConfig(
+            kernel=kernel, bin_log_width=width, active_gap_days=gap, baseline_decay=decay
+        )
         data = A.prepare(t, cfg)
         if width:
             assert data.b_count.size < t.n_touches / 2  # binning actually aggregates
         for seed in (0, 1):
             p = _point(data, kernel, seed)
-            exact = A.exact_log_likelihood(t, _natural(p, data.shape, kernel), kernel, gap)
+            nat = _natural(p, data.shape, kernel)
+            if decay:
+                p["log_baseline_decay"] = np.array([1.5, 3.0])
+                nat["baseline_decay_days"] = np.exp(p["log_baseline_decay"])
+            exact = A.exact_log_likelihood(t, nat, kernel, gap)
             assert _factor_loglik(data, cfg, p) == pytest.approx(exact, rel=rel)
 
 
@@ -281,7 +289,7 @@ def test_pymc_log_density_equals_numpyro(kernel, centered):
     from numpyro.infer.util import log_density
 
     t, _, _ = _sim(persons=(150, 120))
-    cfg = A.AttributionConfig(kernel=kernel)
+    cfg = A.AttributionConfig(kernel=kernel, baseline_decay=centered)
     data = A.prepare(t, cfg)
     kw = {
         k: (np.asarray(v, np.float64) if getattr(v, "dtype", None) == np.float32 else v)
@@ -291,7 +299,8 @@ def test_pymc_log_density_equals_numpyro(kernel, centered):
     logp = pm_model.compile_logp(jacobian=False)
     for seed in (0, 1, 2):
         params = _point(data, kernel, seed)
-        if centered:
+        if centered:  # this case also has the decaying baseline
+            params["log_baseline_decay"] = np.array([1.0, 2.5]) + 0.1 * seed
             z = params.pop("z_alpha")
             params["log_alpha"] = params["mu_log_alpha"] + params["sigma_log_alpha"] * z
         assert {rv.name for rv in pm_model.free_RVs} == set(params)
@@ -326,6 +335,23 @@ def test_incremental_with_true_parameters_matches_simulated_truth():
     cfg = A.AttributionConfig(future_touches=False)
     naive = A.derived(A.prepare(t, cfg), cfg, post)["incremental"][0].sum(axis=0)
     assert np.all(naive >= est) and naive.sum() > truth["incremental"].sum() + 3 * sd.sum() / 2
+
+
+def test_incremental_with_decaying_baseline_matches_simulated_truth():
+    p = {**_params(S=2), "baseline_decay_days": np.array([5.0, 10.0])}
+    p["alpha"] = p["alpha"] * 4
+    t, truth = A.simulate(
+        p, [1500, 1500], np.array([0.3, 0.15]), np.array([0.8, 0.2]), 40.0, _rng(7)
+    )
+    cfg = A.AttributionConfig(baseline_decay=True)
+    post = {k: np.asarray(v)[None] for k, v in p.items()}
+    est = A.derived(A.prepare(t, cfg), cfg, post)["incremental"][0].sum(axis=0)
+    sd = np.sqrt(np.maximum(truth["incremental"], 1.0))
+    assert np.all(np.abs(est - truth["incremental"]) < 3 * sd), (est, truth["incremental"])
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
 
 
 # ---------------------------------------------------------------- a small fit
