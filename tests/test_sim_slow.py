@@ -1,0 +1,143 @@
+"""Slow statistical tests of the simulator: fidelity to the numpy world generator, modes.
+
+The simulator shares no code with the generator (gaelp_bayes.world.generate):
+it reads only the world's params.json, so these are tests of one
+implementation of the generative story against another.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from gaelp_bayes.sim import params as sp
+from gaelp_bayes.world import get_world
+
+pytestmark = pytest.mark.slow
+
+PERSONS, DAYS, SEEDS = 3000, 30, 8
+BLOCK = 5  # days per block of the daily comparison
+
+
+def _generator_run(spec, seed: int) -> dict[str, np.ndarray]:
+    """Daily spend, wins, clicks, conversions and latencies of the numpy generator."""
+    from gaelp_bayes.world.generate import active_opportunities, simulate_population
+
+    pop = simulate_population(spec, PERSONS, DAYS, seed)
+    act = active_opportunities(pop) & pop.won
+    day = np.floor(pop.opp_time).astype(int)
+    m = act & (day < DAYS)
+    conv = pop.conversion
+    done = np.isfinite(conv) & (conv < DAYS)
+    first = np.full(PERSONS, np.inf)
+    np.minimum.at(first, pop.opp_person[act], pop.opp_time[act])
+    seen = done & np.isfinite(first)
+    return {
+        "spend": np.bincount(day[m], weights=pop.price[m], minlength=DAYS)[:DAYS],
+        "wins": np.bincount(day[m], minlength=DAYS)[:DAYS].astype(float),
+        "clicks": np.bincount(day[m & pop.clicked], minlength=DAYS)[:DAYS].astype(float),
+        "conversions": np.bincount(np.floor(conv[done]).astype(int), minlength=DAYS)[:DAYS],
+        "latency": conv[seen] - first[seen],
+    }
+
+
+@pytest.fixture(scope="module")
+def runs():
+    import jax
+
+    from gaelp_bayes.sim.core import capacity, rollout
+
+    spec = get_world("parental-controls")
+    pj = {"spec": spec.to_dict(), "persons": PERSONS, "days": DAYS}
+    p = sp.as_jax(sp.world_params(pj))
+    bids, noise = sp.logged_policy(pj, DAYS)
+    n = capacity(p, DAYS)
+    f = jax.jit(lambda k: rollout(p, bids, np.inf, k, n_max=n, bid_noise=noise))
+    sim = []
+    for s in range(SEEDS):
+        out, po = f(jax.random.key(1000 + s))
+        ct, fw = np.asarray(po.conv_time), np.asarray(po.first_win)
+        ok = (np.asarray(po.persons.valid) > 0) & np.isfinite(fw) & (ct < DAYS)
+        ct, fw = np.where(ok, ct, 0.0), np.where(ok, fw, 0.0)
+        sim.append(
+            {
+                "spend": np.asarray(out.spend[:DAYS], float),
+                "wins": np.asarray(out.wins[:DAYS], float),
+                "clicks": np.asarray(out.clicks[:DAYS], float),
+                "conversions": np.asarray(out.conversions[:DAYS], float),
+                "latency": (ct - fw)[ok],
+            }
+        )
+    gen = [_generator_run(spec, 2000 + s) for s in range(SEEDS)]
+    return gen, sim
+
+
+METRICS = ("spend", "wins", "clicks", "conversions")
+
+
+def test_daily_outcomes_match_the_generator(runs):
+    """Totals and 5-day blocks: Welch tests across seeds, Bonferroni at 1% overall."""
+    gen, sim = runs
+    blocks = DAYS // BLOCK
+    n_tests = len(METRICS) * (blocks + 1)
+    failures = []
+    for m in METRICS:
+        g = np.array([r[m] for r in gen]).reshape(SEEDS, blocks, BLOCK).sum(axis=2)
+        s = np.array([r[m] for r in sim]).reshape(SEEDS, blocks, BLOCK).sum(axis=2)
+        cols = [(g.sum(axis=1), s.sum(axis=1), "total")]
+        cols += [
+            (g[:, b], s[:, b], f"days {b * BLOCK}-{b * BLOCK + BLOCK - 1}") for b in range(blocks)
+        ]
+        for gv, sv, label in cols:
+            p = stats.ttest_ind(gv, sv, equal_var=False).pvalue
+            if p < 0.01 / n_tests:
+                failures.append(
+                    f"{m} {label}: generator {gv.mean():.1f}, simulator {sv.mean():.1f}"
+                )
+    assert not failures, failures
+
+
+def test_latency_distribution_matches_the_generator(runs):
+    """Days from first won impression to conversion (before day 30): two-sample KS."""
+    gen, sim = runs
+    lg = np.concatenate([r["latency"] for r in gen])
+    ls = np.concatenate([r["latency"] for r in sim])
+    assert lg.size > 1000 and ls.size > 1000
+    res = stats.ks_2samp(lg, ls)
+    assert res.pvalue > 0.001, (
+        res,
+        np.quantile(lg, [0.1, 0.5, 0.9]),
+        np.quantile(ls, [0.1, 0.5, 0.9]),
+    )
+
+
+def test_modes_agree_in_expectation():
+    """rb and mean modes estimate the same expected conversions and spend as sampling."""
+    import jax
+
+    from gaelp_bayes.sim.core import capacity, simulate_draws, totals
+
+    pj = {"spec": get_world("parental-controls").to_dict(), "persons": 600, "days": 7}
+    reps = 24
+    one = sp.world_params(pj)
+    stacked = sp.as_jax(sp.stack([one] * reps))
+    bids, _ = sp.logged_policy(pj, 7)
+    n = capacity(one, 7)
+    res = {}
+    for mode in ("sample", "rb", "mean"):
+        out = simulate_draws(stacked, bids, np.inf, jax.random.key(7), n_max=n, mode=mode)
+        t = totals(out)
+        res[mode] = {
+            k: np.asarray(t[k]) for k in ("spend", "conversions", "incremental_conversions")
+        }
+    for k in ("spend", "conversions", "incremental_conversions"):
+        s = res["sample"][k]
+        se = s.std(ddof=1) / np.sqrt(reps)
+        # rb: same expectation, compared with the sampling error of the difference
+        d = res["rb"][k] - s
+        assert abs(d.mean()) < 4 * d.std(ddof=1) / np.sqrt(reps) + 1e-6, k
+        # mean mode: within sampling error plus a 5% allowance for its Jensen bias
+        assert abs(res["mean"][k].mean() - s.mean()) < 4 * se + 0.05 * abs(s.mean()), k
+    # rb removes the threshold noise
+    assert res["rb"]["conversions"].std() < res["sample"]["conversions"].std()
