@@ -16,12 +16,26 @@ intervals. ``f`` is reported.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gaelp_bayes.sim.params import SimParams, stack
+
+
+@functools.cache
+def _sharded():
+    """``simulate_draws`` over the local devices (one compiled function, reused)."""
+    import jax
+
+    from gaelp_bayes.sim import simulate_draws
+
+    def run(p, key, bids, budget, n_max, mode):
+        return simulate_draws(p, bids, budget, key, n_max=n_max, mode=mode)
+
+    return jax.pmap(run, in_axes=(0, 0, None, None), static_broadcasted_argnums=(4, 5))
 
 
 @dataclass
@@ -81,10 +95,7 @@ def simulate_schedules(
         if n_dev > 1 and K % n_dev == 0:
             shard = jax.tree_util.tree_map(lambda x: x.reshape(n_dev, K // n_dev, *x.shape[1:]), pj)
             keys = jax.random.split(key, n_dev)
-            res = jax.pmap(
-                lambda pp, kk, bb: simulate_draws(pp, bb, budget * f, kk, n_max=n_max, mode=mode),
-                in_axes=(0, 0, None),
-            )(shard, keys, b)
+            res = _sharded()(shard, keys, b, jnp.float32(budget * f), n_max, mode)
             res = jax.tree_util.tree_map(lambda x: x.reshape(K, *x.shape[2:]), res)
         else:
             res = simulate_draws(pj, b, budget * f, key, n_max=n_max, mode=mode)

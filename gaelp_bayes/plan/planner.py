@@ -78,8 +78,10 @@ def objective_fn(objective: str, risk_alpha: float):
 
         return f_conv
 
-    def f_cac(conv, spend):  # maximise minus the (upper-tail) mean CAC
-        return cvar(-(spend / jnp.maximum(conv, 1e-6)))
+    def f_cac(conv, spend):
+        # spend is pinned to the budget B by the dual price, so E[CAC] = B E[1 / conv]:
+        # maximise minus E[1 / conv] (or its upper-tail CVaR)
+        return cvar(-1.0 / jnp.maximum(conv, 1e-6))
 
     return f_cac
 
@@ -273,24 +275,11 @@ def plan_schedule(
     grid = jnp.asarray(_grid(fd, n_grid))
     pw, pay = _grid_rates(fd, grid)
     C, S = params.n_channels, params.n_segments
-    exact = objective == "cac"
+    exact = False
     lo_grid = np.asarray(grid[..., 0]).T[None, :, :, None] - 1.0  # (1, 24, C, 1)
-    # start: no ads (marginal values of a fresh population); for CAC, from the
-    # conversion-maximising plan (at zero spend the CAC objective is flat)
+    # start: no ads (marginal values of a fresh population)
     log_b = None
     bids = np.zeros((days, HOURS, C, S), np.float32)
-    if exact:
-        init = plan_schedule(
-            params,
-            budget,
-            days,
-            iterations=max(2, iterations // 2),
-            n_grid=n_grid,
-            step=step,
-            fluid_kwargs=fluid_kwargs,
-        )
-        bids = init.bids
-        log_b = np.where(bids > 0, np.log(np.maximum(bids, 1e-30)), -np.inf)
     lam = 0.0
     history = []
     for it in range(iterations):
