@@ -46,9 +46,16 @@ Outputs, per posterior draw (see ``docs/attribution.md``):
   without the channel's touches, under common random numbers: a converter
   at ``T`` has used up ``H(T)`` of an Exp(1) threshold; without channel
   ``c`` they convert before ``as_of`` iff ``H_{-c}(A) >= H(T)`` (``A``: days
-  from first touch to ``as_of``). Censored persons cannot be lost (removing
+  from first touch to ``as_of``). ``H_{-c}(A)`` includes the expected effect
+  of the touches the person would have kept receiving after ``T`` had they
+  not converted (``future_touches``; their own touch rate before ``T``
+  shrunk to the segment's). Censored persons cannot be lost (removing
   touches only lowers ``h``). This is the definition of the example world's
   ``truth/incremental.json``.
+
+Options: ``active_gap_days`` (baseline only within that many days after a
+touch) and ``baseline_decay`` (baseline ``alpha[s] exp(-t / tau[s])``);
+see ``docs/attribution.md`` for what they changed on the example world.
 
 The NumPyro model (:func:`attribution_model`) is the engine;
 :func:`build_pymc_model` is the same log-density in PyMC (tested equal).
