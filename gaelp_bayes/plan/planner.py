@@ -237,7 +237,7 @@ def plan_schedule(
     *,
     objective: str = "conversions",
     risk_alpha: float = 1.0,
-    iterations: int = 12,
+    iterations: int = 8,
     n_grid: int = 64,
     step: float = 0.5,
     fluid_kwargs: dict[str, Any] | None = None,

@@ -13,8 +13,8 @@ import numpy as np
 
 from gaelp_bayes.errors import GaelpError, InputNotFoundError
 
-DEFAULT_DRAWS = 48
-DEFAULT_EVAL_DRAWS = 32
+DEFAULT_DRAWS = 32
+DEFAULT_EVAL_DRAWS = 24
 
 
 class PlanInputError(GaelpError):
@@ -127,7 +127,7 @@ def run_plan(
     channels: Sequence[str] | None = None,
     segments: Sequence[str] | None = None,
     baselines: bool = True,
-    max_persons: float | None = 1500.0,
+    max_persons: float | None = 1000.0,
     sim_mode: str = "mean",
     progress: Callable[[str], None] | None = None,
 ) -> PlanOutput:
