@@ -235,6 +235,44 @@ def test_step_matches_scan(small):
     )
 
 
+@pytest.mark.parametrize("mode", ["sample", "rb"])
+def test_closed_form_follow_up_equals_hourly_steps(small, mode):
+    """follow_up (daily, closed form) = stepping every hour without ads."""
+    import jax
+    import jax.numpy as jnp
+
+    from gaelp_bayes.sim.core import (
+        follow_up,
+        init_state,
+        kernel_ops,
+        sample_persons,
+        step,
+    )
+
+    p, bids, _, n = small
+    persons = sample_persons(p, jax.random.key(11), DAYS, n, mode)
+    state = init_state(p, persons)
+    ko = kernel_ops(p)
+    hb = jnp.asarray(bids).reshape(DAYS * 24, *bids.shape[2:]) * 3.0
+
+    def ads(s, x):
+        return step(p, persons, s, x[0], x[1], mode=mode, kernel=ko)
+
+    keys = jax.random.split(jax.random.key(12), DAYS * 24)
+    state, _ = jax.jit(lambda s: jax.lax.scan(ads, s, (hb, keys)))(state)
+    follow = 6
+
+    def quiet(s, _):
+        return step(p, persons, s, hb[0], keys[0], mode=mode, ads=False, kernel=ko)
+
+    end, hourly = jax.jit(lambda s: jax.lax.scan(quiet, s, None, length=follow * 24))(state)
+    daily, closed = jax.jit(lambda s: follow_up(p, persons, s, follow, mode=mode))(state)
+    want = np.asarray(hourly.conversions).reshape(follow, 24).sum(axis=1)
+    assert want.sum() > 0
+    np.testing.assert_allclose(np.asarray(daily), want, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(closed.intensity), np.asarray(end.intensity), rtol=1e-3)
+
+
 # ---------------------------------------------------------------- schedules
 
 

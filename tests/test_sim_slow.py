@@ -141,3 +141,26 @@ def test_modes_agree_in_expectation():
         assert abs(res["mean"][k].mean() - s.mean()) < 4 * se + 0.05 * abs(s.mean()), k
     # rb removes the threshold noise
     assert res["rb"]["conversions"].std() < res["sample"]["conversions"].std()
+
+
+def test_ppo_trains_on_the_environment():
+    """A model-free agent (stable-baselines3 PPO, `rl` extra) trains without error."""
+    pytest.importorskip("torch")
+    sb3 = pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+
+    import gaelp_bayes.sim  # noqa: F401  (registers the id)
+
+    env = gym.make("gaelp_bayes/BidPlanning-v0", days=2, follow_days=2)
+    model = sb3.PPO("MlpPolicy", env, n_steps=256, batch_size=64, seed=0, verbose=0, device="cpu")
+    model.learn(total_timesteps=3072)
+    assert model.num_timesteps >= 3072
+    obs, _ = env.reset(seed=1)
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action.astype(np.float32))
+    total = 0.0
+    done = False
+    while not done:
+        obs, r, done, _, info = env.step(model.predict(obs, deterministic=True)[0])
+        total += r
+    assert np.isfinite(total) and total >= 0 and info["hour"] == 2 * 24

@@ -202,29 +202,51 @@ def init_state(params: SimParams, persons: Persons) -> SimState:
     )
 
 
-#: Poisson counts up to this many are drawn exactly by inverse CDF; larger rates use a
-#: rounded normal approximation (see :func:`_poisson_icdf`).
-_POISSON_TERMS = 12
-_POISSON_NORMAL_RATE = 4.0
+#: Poisson rates from this value on are drawn by a rounded normal approximation.
+_POISSON_NORMAL_RATE = 20.0
+_POISSON_MAX_TERMS = 64
 
 
 def _poisson_icdf(u, rate):
-    """Poisson(``rate``) draw from a uniform ``u`` by inverse CDF (elementwise).
+    """Poisson(``rate``) draw from a uniform ``u`` by inverse CDF, and a fresh uniform.
 
-    Exact (up to ``_POISSON_TERMS - 1``) for rates below ``_POISSON_NORMAL_RATE``
-    (the truncation has probability below 1e-4 there); above it, the
-    continuity-corrected normal approximation ``round(rate + sqrt(rate) z)``.
-    Both use one uniform, far cheaper than ``jax.random.poisson`` on a CPU.
+    Exact for rates below ``_POISSON_NORMAL_RATE`` (a ``while_loop`` walks the
+    CDF until every cell is placed: as many rounds as the largest count, about
+    two in practice); above it, the continuity-corrected normal approximation
+    ``round(rate + sqrt(rate) z)``. Returns ``(k, v)``: ``v = (u - F(k - 1)) /
+    P(k)`` is uniform and independent of ``k``, so one uniform serves several
+    draws in turn (far cheaper than ``jax.random.poisson`` and than drawing
+    every uniform).
     """
-    p = jnp.exp(-rate)
-    cdf = p
-    k = jnp.zeros_like(rate)
-    for i in range(1, _POISSON_TERMS):
-        k = k + (u > cdf)
-        p = p * rate / i
-        cdf = cdf + p
+    small = rate < _POISSON_NORMAL_RATE
+    lam = jnp.where(small, rate, 0.0)
+    uu = jnp.where(small, u, 0.0)
+    p0 = jnp.exp(-lam)
+    zero = jnp.zeros_like(rate)
+
+    def cond(c):
+        i, _, _, cdf, _, _ = c
+        return (i < _POISSON_MAX_TERMS) & jnp.any(uu > cdf)
+
+    def body(c):
+        i, k, p, cdf, lo, pk = c
+        above = uu > cdf
+        i = i + 1
+        p = p * lam / i
+        return (
+            i,
+            k + above,
+            p,
+            cdf + p,
+            jnp.where(above, cdf, lo),
+            jnp.where(above, p, pk),
+        )
+
+    _, k, _, _, lo, pk = jax.lax.while_loop(cond, body, (jnp.int32(0), zero, p0, p0, zero, p0))
+    v = jnp.clip((u - lo) / jnp.maximum(pk, _TINY), 1e-7, 1 - 1e-7)
     big = jnp.maximum(jnp.floor(rate + jnp.sqrt(rate) * ndtri(u) + 0.5), 0.0)
-    return jnp.where(rate < _POISSON_NORMAL_RATE, k, big)
+    v_big = jnp.clip(jnp.mod(u * 7919.0, 1.0), 1e-7, 1 - 1e-7)  # approximate branch only
+    return jnp.where(small, k, big), jnp.where(small, v, v_big)
 
 
 def _kernel_ops(params: SimParams, dt_days: float):
@@ -276,24 +298,35 @@ def _expected_price(params: SimParams, hod, bid, cdf_b):
     return jnp.where(params.first_price > 0, bid, second)
 
 
-def _sample_price(params: SimParams, hod, u_comp, u_price, bid, cdf_b):
-    """One draw of the price paid given a win, per (N, C), from two uniforms.
+def _sample_price(params: SimParams, hod, u, bid, cdf_b):
+    """One draw of the price paid given a win, per (N, C), from one uniform.
 
     The mixture component is drawn with probability proportional to
-    ``weight x CDF(bid)`` (inverse CDF on the cumulative weights), then the
-    competing bid from that component truncated above at the bid.
+    ``weight x CDF(bid)`` (inverse CDF on the cumulative weights); the
+    uniform's residual inside the chosen component then draws the competing
+    bid from that component truncated above at the bid. One-hot arithmetic,
+    no gathers (they are slow on a CPU).
     """
-    loc = jnp.broadcast_to(params.bid_loc[:, hod, :], cdf_b.shape)
-    sig = jnp.broadcast_to(params.bid_sigma, cdf_b.shape)
-    wc = params.bid_weight * cdf_b  # (N, C, J)
-    cum = jnp.cumsum(wc, axis=-1)
-    j = jnp.sum(u_comp[..., None] * cum[..., -1:] > cum, axis=-1)
-    j = jnp.minimum(j, cdf_b.shape[-1] - 1)[..., None]
-    loc_j = jnp.take_along_axis(loc, j, axis=-1)[..., 0]
-    sig_j = jnp.take_along_axis(sig, j, axis=-1)[..., 0]
-    cdf_j = jnp.take_along_axis(cdf_b, j, axis=-1)[..., 0]
-    u = jnp.clip(u_price * cdf_j, 1e-12, 1 - 1e-7)
-    competing = jnp.minimum(jnp.exp(loc_j + sig_j * ndtri(u)), bid)
+    loc = params.bid_loc[:, hod, :]  # (C, J)
+    sig = params.bid_sigma
+    if cdf_b.shape[-1] == 1:
+        loc_j, sig_j, cdf_j, u_price = loc[:, 0], sig[:, 0], cdf_b[..., 0], u
+    else:
+        wc = params.bid_weight * cdf_b  # (N, C, J)
+        cum = jnp.cumsum(wc, axis=-1)
+        x = u[..., None] * cum[..., -1:]
+        hot = (x <= cum) & (x > cum - wc)  # the chosen component
+        hot = hot & (jnp.cumsum(hot, axis=-1) == 1)
+        hot = jnp.where(jnp.any(hot, axis=-1, keepdims=True), hot, jnp.arange(hot.shape[-1]) == 0)
+        hf = hot.astype(cdf_b.dtype)
+        loc_j = jnp.sum(hf * loc, axis=-1)
+        sig_j = jnp.sum(hf * sig, axis=-1)
+        cdf_j = jnp.sum(hf * cdf_b, axis=-1)
+        lo = jnp.sum(hf * (cum - wc), axis=-1)
+        w_j = jnp.sum(hf * wc, axis=-1)
+        u_price = jnp.clip((x[..., 0] - lo) / jnp.maximum(w_j, _TINY), 0.0, 1.0)
+    q = jnp.clip(u_price * cdf_j, 1e-12, 1 - 1e-7)
+    competing = jnp.minimum(jnp.exp(loc_j + sig_j * ndtri(q)), bid)
     second = jnp.maximum(competing, params.floor)
     return jnp.where(params.first_price > 0, bid, second)
 
@@ -341,11 +374,14 @@ def step(
     alive0 = state.alive
     zero = jnp.float32(0.0)
     if ads:
-        n_u = 5 if bid_noise > 0 else 4
-        u = jax.random.uniform(key, (n_u, *persons.segment.shape, params.n_channels))
+        # one uniform per person and channel serves every draw of the hour in turn
+        n_u = 2 if bid_noise > 0 else 1
+        u = jax.random.uniform(
+            key, (n_u, *persons.segment.shape, params.n_channels), minval=1e-7, maxval=1 - 1e-7
+        )
         bid = bids_hour.T[seg]  # (N, C)
         if bid_noise > 0:
-            bid = bid * jnp.exp(bid_noise * ndtri(jnp.clip(u[4], 1e-7, 1 - 1e-7)))
+            bid = bid * jnp.exp(bid_noise * ndtri(u[1]))
         can_bid = (state.spend < budget).astype(jnp.float32)
         logb = jnp.log(jnp.maximum(bid, _TINY))
         cdf_b = _mixture_cdf(params, hod, logb)  # (N, C, J)
@@ -365,9 +401,10 @@ def step(
             clicks = rate * ctr
             price = _expected_price(params, hod, bid, cdf_b)
         else:
-            clicks = _poisson_icdf(u[0], rate * ctr)
-            wins = clicks + _poisson_icdf(u[1], rate * (1 - ctr))
-            price = _sample_price(params, hod, u[2], u[3], bid, cdf_b)
+            clicks, v = _poisson_icdf(u[0], rate * ctr)
+            noclick, v = _poisson_icdf(v, rate * (1 - ctr))
+            wins = clicks + noclick
+            price = _sample_price(params, hod, v, bid, cdf_b)
         # sample: touches stop at the conversion; rb/mean: potential touches, whose
         # spend is counted with P(not converted yet)
         weight = jnp.ones_like(alive0) if mode == "sample" else alive0
@@ -420,6 +457,60 @@ def step(
     return new_state, HourOutcome(h_spend, h_wins, h_clicks, conv)
 
 
+def follow_up(
+    params: SimParams, persons: Persons, state: SimState, follow_days: int, *, mode: str = "sample"
+) -> tuple[jax.Array, SimState]:
+    """Conversions per day over ``follow_days`` days without ads, in closed form.
+
+    With no new touches the cumulative intensity is known at any time: the
+    kernel mass of stage ``k`` of channel ``c`` is delivered by ``tau`` days
+    with probability ``P(Poisson(rate_c tau) >= k + 1)``, and the organic part
+    grows with the active time. It is evaluated at the end of each day (a
+    table of ``C x K x follow_days`` incomplete gamma values shared by all
+    persons); day counts are exact (the intensity only grows), conversion
+    times are interpolated linearly inside the day. Same result as stepping
+    ``follow_days x 24`` hours with ``step(..., ads=False)``, far cheaper.
+    Returns the conversions per day and the state at the end.
+    """
+    if follow_days == 0:
+        return jnp.zeros(0, jnp.float32), state
+    t0 = state.hour.astype(jnp.float32) / HOURS  # days
+    d = jnp.arange(1, follow_days + 1, dtype=jnp.float32)
+    k = jnp.arange(params.kernel_weight.shape[-1], dtype=jnp.float32)
+    table = gammainc(k[None, :, None] + 1.0, params.kernel_rate[:, None, None] * d)  # (C, K, F)
+    delivered = jnp.einsum("nck,ckf->nf", state.kernel_mass, table)
+    a, w = persons.arrival, persons.window
+    active0 = jnp.clip(t0 - a, 0.0, w)
+    active = jnp.clip(t0 + d[None, :] - a[:, None], 0.0, w[:, None])
+    organic = params.alpha[persons.segment][:, None] * (active - active0[:, None])
+    h = state.intensity[:, None] + delivered + organic  # (N, F)
+    h_prev = jnp.concatenate([state.intensity[:, None], h[:, :-1]], axis=1)
+    if mode == "sample":
+        thr = persons.threshold[:, None]
+        can = (state.alive > 0) & (persons.in_market > 0)
+        cross = can[:, None] & (h >= thr) & (h_prev < thr)
+        conv = jnp.sum(cross * persons.valid[:, None], axis=0)
+        frac = jnp.clip((thr - h_prev) / jnp.maximum(h - h_prev, _TINY), 0.0, 1.0)
+        t_cross = jnp.min(jnp.where(cross, t0 + d[None, :] - 1.0 + frac, jnp.inf), axis=1)
+        conv_time = jnp.minimum(state.conv_time, t_cross)
+        alive = jnp.where(jnp.isfinite(t_cross), 0.0, state.alive)
+    else:
+        q = persons.in_market
+        conv = jnp.sum(q[:, None] * (jnp.exp(-h_prev) - jnp.exp(-h)) * persons.valid[:, None], 0)
+        conv_time = state.conv_time
+        alive = 1.0 - q + q * jnp.exp(-h[:, -1])
+    # mass not yet delivered (its split across stages is not tracked further)
+    remaining = state.kernel_mass * (1.0 - table[..., -1])
+    new = state._replace(
+        hour=state.hour + follow_days * HOURS,
+        kernel_mass=remaining,
+        intensity=h[:, -1],
+        alive=alive,
+        conv_time=conv_time,
+    )
+    return conv.astype(jnp.float32), new
+
+
 def _noads(persons: Persons, params: SimParams, n_days: int, mode: str):
     """Conversions per day with no ads at all (closed form; same persons and thresholds)."""
     alpha = params.alpha[persons.segment]
@@ -469,17 +560,15 @@ def rollout(
         )
 
     state, out_ads = jax.lax.scan(ads_body, state, (hb, keys))
-
-    def follow_body(s, _):
-        dummy = jnp.zeros(hb.shape[1:], jnp.float32)
-        return step(params, persons, s, dummy, k_ads, mode=mode, ads=False, kernel=kops)
-
-    state, out_follow = jax.lax.scan(follow_body, state, None, length=follow_days * HOURS)
+    follow_conv, state = follow_up(params, persons, state, follow_days, mode=mode)
     n_days = days + follow_days
-    hourly = jax.tree_util.tree_map(
-        lambda a, b: jnp.concatenate([a, b]).reshape(n_days, HOURS).sum(axis=1),
-        out_ads,
-        out_follow,
+    daily = jax.tree_util.tree_map(lambda a: a.reshape(days, HOURS).sum(axis=1), out_ads)
+    zeros = jnp.zeros(follow_days, jnp.float32)
+    hourly = HourOutcome(
+        spend=jnp.concatenate([daily.spend, zeros]),
+        wins=jnp.concatenate([daily.wins, zeros]),
+        clicks=jnp.concatenate([daily.clicks, zeros]),
+        conversions=jnp.concatenate([daily.conversions, follow_conv]),
     )
     # conversions outside the simulated journeys (from_bundle): same in both arms
     lam_u = jnp.sum(params.untouched_rate) * (jnp.arange(n_days) < days)

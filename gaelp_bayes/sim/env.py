@@ -103,14 +103,8 @@ class _Batch:
             return core.step(p, persons, state, bids_hour, key, budget, mode=mode)
 
         def follow_one(p, persons, state):
-            kops = core.kernel_ops(p)
-
-            def body(s, _):
-                dummy = jax.numpy.zeros((p.n_channels, p.n_segments), jax.numpy.float32)
-                return core.step(p, persons, s, dummy, None, mode=mode, ads=False, kernel=kops)
-
-            _, out = jax.lax.scan(body, state, None, length=follow_days * HOURS)
-            return out.conversions.sum()
+            conv, _ = core.follow_up(p, persons, state, follow_days, mode=mode)
+            return conv.sum()
 
         self.reset = jax.jit(jax.vmap(reset_one))
         self.step = jax.jit(jax.vmap(step_one))
