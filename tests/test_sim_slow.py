@@ -16,7 +16,7 @@ from gaelp_bayes.world import get_world
 
 pytestmark = pytest.mark.slow
 
-PERSONS, DAYS, SEEDS = 3000, 30, 8
+PERSONS, DAYS, SEEDS = 3000, 30, 16
 BLOCK = 5  # days per block of the daily comparison
 
 
@@ -44,6 +44,11 @@ def _generator_run(spec, seed: int) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def runs():
+    return simulate_both(SEEDS)
+
+
+def simulate_both(seeds: int):
+    """Generator and simulator outputs for ``seeds`` seeds each (logged policy)."""
     import jax
 
     from gaelp_bayes.sim.core import capacity, rollout
@@ -55,7 +60,7 @@ def runs():
     n = capacity(p, DAYS)
     f = jax.jit(lambda k: rollout(p, bids, np.inf, k, n_max=n, bid_noise=noise))
     sim = []
-    for s in range(SEEDS):
+    for s in range(seeds):
         out, po = f(jax.random.key(1000 + s))
         ct, fw = np.asarray(po.conv_time), np.asarray(po.first_win)
         ok = (np.asarray(po.persons.valid) > 0) & np.isfinite(fw) & (ct < DAYS)
@@ -69,7 +74,7 @@ def runs():
                 "latency": (ct - fw)[ok],
             }
         )
-    gen = [_generator_run(spec, 2000 + s) for s in range(SEEDS)]
+    gen = [_generator_run(spec, 2000 + s) for s in range(seeds)]
     return gen, sim
 
 
@@ -164,3 +169,83 @@ def test_ppo_trains_on_the_environment():
         obs, r, done, _, info = env.step(model.predict(obs, deterministic=True)[0])
         total += r
     assert np.isfinite(total) and total >= 0 and info["hour"] == 2 * 24
+
+
+# ---------------------------------------------------------------- posterior predictive
+
+
+PPC_WORLD = {"persons": 3000, "days": 30, "seed": 5}
+
+
+@pytest.fixture(scope="module")
+def ppc(tmp_path_factory):
+    """A bundle fitted on an example world, simulated under the world's logged policy."""
+    import jax
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from gaelp_bayes.cli.main import app
+    from gaelp_bayes.sim.bundle import from_bundle
+    from gaelp_bayes.sim.core import capacity, simulate_draws
+    from gaelp_bayes.world import make_world, write_world
+
+    root = tmp_path_factory.mktemp("ppc")
+    spec = get_world("parental-controls")
+    w = make_world(spec, **PPC_WORLD, latency_mc_persons=5000)
+    write_world(w, root)
+    res = CliRunner().invoke(
+        app,
+        [
+            "fit", str(root / "events.parquet"), "--auctions", str(root / "auctions.parquet"),
+            "--out", str(root / "bundle"), "--models", "market,attribution",
+            "--chains", "2", "--draws", "200", "--tune", "200", "--seed", "1", "--quiet",
+        ],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    p = from_bundle(root / "bundle", draws=40, seed=0)
+    days = PPC_WORLD["days"]
+    bids, noise = sp.logged_policy(w.params, days)
+    wp = sp.world_params(w.params)
+    ci = [wp.channels.index(c) for c in p.channels]
+    si = [wp.segments.index(s) for s in p.segments]
+    bids = bids[:, :, ci][:, :, :, si]
+    out = simulate_draws(
+        sp.as_jax(p), bids, np.inf, jax.random.key(0), n_max=capacity(p, days), bid_noise=noise
+    )
+    au = w.auctions.to_pandas()
+    t0 = pd.Timestamp(spec.start)
+    day = ((au["timestamp"] - t0).dt.total_seconds() // 86400).astype(int)
+    won = au["won"].to_numpy()
+    spend = np.bincount(day[won], weights=au["price"][won], minlength=days)[:days]
+    ev = w.events.to_pandas()
+    cv = ev[ev["event_type"] == "conversion"].sort_values("timestamp")
+    first = cv.assign(k=cv["user_id"].fillna(cv["device_id"])).drop_duplicates("k")
+    cday = ((first["timestamp"] - t0).dt.total_seconds() // 86400).astype(int)
+    conv = np.bincount(cday, minlength=days)[:days]
+    return {
+        "spend": (spend, np.asarray(out.spend[:, :days])),
+        "conversions": (conv, np.asarray(out.conversions[:, :days])),
+    }
+
+
+def _coverage(observed: np.ndarray, sims: np.ndarray) -> float:
+    lo, hi = np.quantile(sims, [0.05, 0.95], axis=0)
+    return float(np.mean((observed >= lo) & (observed <= hi)))
+
+
+def test_posterior_predictive_daily_conversions(ppc):
+    """Observed daily first conversions inside the 90% predictive interval on >= 85% of days."""
+    obs, sims = ppc["conversions"]
+    assert _coverage(obs, sims) >= 0.85, (obs, np.median(sims, axis=0))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the bundle records no activity-window statistic: from_bundle infers the window "
+    "from the fitted exposure (first touch to conversion or as_of), which makes windows too "
+    "long, so simulated spend ramps up too slowly in a world that starts empty (docs/simulator.md)",
+)
+def test_posterior_predictive_daily_spend(ppc):
+    """Observed daily spend inside the 90% predictive interval on >= 85% of days."""
+    obs, sims = ppc["spend"]
+    assert _coverage(obs, sims) >= 0.85, (obs, np.median(sims, axis=0))
