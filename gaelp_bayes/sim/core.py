@@ -205,14 +205,15 @@ def init_state(params: SimParams, persons: Persons) -> SimState:
 #: Poisson rates from this value on are drawn by a rounded normal approximation.
 _POISSON_NORMAL_RATE = 20.0
 _POISSON_MAX_TERMS = 64
+_POISSON_UNROLLED = 4
 
 
 def _poisson_icdf(u, rate):
     """Poisson(``rate``) draw from a uniform ``u`` by inverse CDF, and a fresh uniform.
 
-    Exact for rates below ``_POISSON_NORMAL_RATE`` (a ``while_loop`` walks the
-    CDF until every cell is placed: as many rounds as the largest count, about
-    two in practice); above it, the continuity-corrected normal approximation
+    Exact for rates below ``_POISSON_NORMAL_RATE`` (four unrolled rounds of the
+    CDF, then a ``while_loop`` for the cells not yet placed, skipped when
+    there are none); above it, the continuity-corrected normal approximation
     ``round(rate + sqrt(rate) z)``. Returns ``(k, v)``: ``v = (u - F(k - 1)) /
     P(k)`` is uniform and independent of ``k``, so one uniform serves several
     draws in turn (far cheaper than ``jax.random.poisson`` and than drawing
@@ -242,7 +243,15 @@ def _poisson_icdf(u, rate):
             jnp.where(above, p, pk),
         )
 
-    _, k, _, _, lo, pk = jax.lax.while_loop(cond, body, (jnp.int32(0), zero, p0, p0, zero, p0))
+    # a few unrolled rounds (fused, cheap) place almost every cell; the loop
+    # finishes the rare rest and is skipped entirely when there is none
+    c = (jnp.int32(0), zero, p0, p0, zero, p0)
+    for _ in range(_POISSON_UNROLLED):
+        c = body(c)
+    c = jax.lax.cond(
+        jnp.any(uu > c[3]), lambda c: jax.lax.while_loop(cond, body, c), lambda c: c, c
+    )
+    _, k, _, _, lo, pk = c
     v = jnp.clip((u - lo) / jnp.maximum(pk, _TINY), 1e-7, 1 - 1e-7)
     big = jnp.maximum(jnp.floor(rate + jnp.sqrt(rate) * ndtri(u) + 0.5), 0.0)
     v_big = jnp.clip(jnp.mod(u * 7919.0, 1.0), 1e-7, 1 - 1e-7)  # approximate branch only
