@@ -368,3 +368,33 @@ def test_cli_plan_restricted_channels(truth_bundle, tmp_path, check_contract):
     assert sorted(s["channels"]) == sorted(ch) and s["baselines"] == {}
     r = subprocess.run([sys.executable, str(check_contract), "schedule", str(out)])
     assert r.returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# closed loop
+
+
+def test_closed_loop_keeps_executed_days_and_the_budget(small_world, truth, truth_bundle):
+    from gaelp_bayes.plan.loop import SpendCalibratedPlanner, run_loop, static_policy
+    from gaelp_bayes.sim import from_bundle
+
+    p = from_bundle(truth_bundle, draws=K, seed=2)
+    ci = [p.channels.index(c) for c in truth.channels]
+    si = [p.segments.index(s) for s in truth.segments]
+    pol = SpendCalibratedPlanner(p, 200.0, DAYS, replan_every=3, plan_kw={"iterations": 3})
+    executed = []
+
+    def aligned(d, obs):
+        b = pol(d, obs)
+        executed.append(b.copy())
+        return b[:, ci][:, :, si]
+
+    r = run_loop(truth, aligned, 200.0, DAYS, seed=4)
+    # re-planning never changes a day already executed
+    for d, b in enumerate(executed):
+        np.testing.assert_array_equal(pol.bids[d], b)
+    assert len(pol.scales_) == 3  # days 0, 3, 6
+    assert r.spend <= 200.0 + 200.0 / (DAYS * 24) * 6
+    assert r.conversions_by_day.size == DAYS + 30 and r.conversions > 0
+    none = run_loop(truth, static_policy(np.zeros_like(pol.bids)), 200.0, DAYS, seed=4)
+    assert none.spend == 0.0

@@ -275,6 +275,33 @@ def _totals_one(fd: FluidData, A, P) -> FluidTotals:
     return FluidTotals(spend, conv + fd.untouched, noads + fd.untouched)
 
 
+def _daily_one(fd: FluidData, A, P):
+    """Expected spend and wins per ad day of one draw: (D,), (D,)."""
+    D = A.shape[0]
+    As = jnp.transpose(A, (2, 0, 1))
+    Ps = jnp.transpose(P, (2, 0, 1))
+    wins = fd.mult[:, :, None, :] * As[:, None]  # (S, G, D, C)
+    idx = jnp.arange(D)
+    lag = idx[:, None] - idx[None, :]
+    phl = jnp.where(lag >= 0, fd.phi_lag[..., jnp.clip(lag, 0, D - 1)], 0.0)
+    f_lag = jnp.einsum("sguc,sgctu->sgtu", wins, phl)
+    h_mid = fd.org_mid[..., None] + jnp.einsum("spu,sgtu->sptg", fd.expo, f_lag)
+    q = fd.in_market[:, None, None, None]
+    alive = 1.0 - q + q * jnp.exp(-h_mid)
+    pay_day = jnp.sum(fd.mult[:, :, None, :] * Ps[:, None], axis=-1)  # (S, G, D)
+    win_day = jnp.sum(wins, axis=-1)  # (S, G, D)
+    spend = jnp.einsum("spg,spt,sptg,sgt->t", fd.weight, fd.expo, alive, pay_day)
+    won = jnp.einsum("spg,spt,sptg,sgt->t", fd.weight, fd.expo, alive, win_day)
+    return spend, won
+
+
+@jax.jit
+def daily(fd: FluidData, bids):
+    """Expected spend and won impressions per ad day and draw: (K, D) each."""
+    A, P = cell_rates(fd, bids)
+    return jax.vmap(_daily_one)(fd, A, P)
+
+
 def totals_from_rates(fd: FluidData, A, P) -> FluidTotals:
     """Per-draw totals from per-draw cell rates ``A, P (K, D, C, S)``."""
     return jax.vmap(_totals_one)(fd, A, P)

@@ -150,8 +150,9 @@ def _best_response(u, v, lam):
 
 
 @jax.jit
-def _spend_of_idx(fd, grid, idx):
-    return jnp.mean(fluid.totals(fd, _bids_from_index(grid, idx)).spend)
+def _spend_of_idx(fd, grid, idx, fixed, free):
+    bids = jnp.where(free[:, None, None, None], _bids_from_index(grid, idx), fixed)
+    return jnp.mean(fluid.totals(fd, bids).spend)
 
 
 @jax.jit
@@ -159,11 +160,11 @@ def _mean_spend(fd, bids):
     return jnp.mean(fluid.totals(fd, bids).spend)
 
 
-def _bisect_lam(fd, grid, u, v, budget, lam_lo, lam_hi, iters, exact):
+def _bisect_lam(fd, grid, u, v, budget, lam_lo, lam_hi, iters, exact, fixed, free):
     """Dual price whose best response spends the budget (the largest spend <= budget)."""
 
     def spend(idx):
-        return float(_spend_of_idx(fd, grid, idx))
+        return float(_spend_of_idx(fd, grid, idx, fixed, free))
 
     idx_lo = _best_response(u, v, lam_lo)
     s_lo = spend(idx_lo)
@@ -195,6 +196,8 @@ def pace(
     iters: int = 30,
     *,
     allow_up: bool = True,
+    free: np.ndarray | None = None,
+    _offset: np.ndarray | None = None,
 ) -> np.ndarray:
     """One multiplier on every bid so that the expected spend is the budget (at most).
 
@@ -202,10 +205,18 @@ def pace(
     already spends less than the budget is kept).
     """
 
+    bids = np.asarray(bids, np.float32)
+    scale_days = np.ones(bids.shape[0], np.float32) if free is None else np.asarray(free, bool)
+
     def spend(b):
+        b = b if _offset is None else b + _offset
         return float(_mean_spend(fd, jnp.asarray(b, jnp.float32)))
 
-    bids = np.asarray(bids, np.float32)
+    if free is not None:  # only the free days are scaled; fixed days keep their bids
+        fixed_part = np.where(scale_days[:, None, None, None], 0.0, bids).astype(np.float32)
+        free_part = np.where(scale_days[:, None, None, None], bids, 0.0).astype(np.float32)
+        out = pace(fd, free_part, budget, iters, allow_up=allow_up, _offset=fixed_part)
+        return out + fixed_part
     if spend(bids) <= budget:
         if not allow_up:
             return bids
@@ -242,6 +253,8 @@ def plan_schedule(
     step: float = 0.5,
     fluid_kwargs: dict[str, Any] | None = None,
     progress=None,
+    fixed_bids: np.ndarray | None = None,
+    fixed_days: int = 0,
 ) -> PlanResult:
     """Plan ``bids[day, hour, channel, segment]`` for ``days`` days under ``budget``.
 
@@ -258,6 +271,9 @@ def plan_schedule(
     risk_alpha
         CVaR level in (0, 1]: the objective averages the worst
         ``risk_alpha`` fraction of draws (1 = the posterior mean).
+    fixed_bids, fixed_days
+        Days ``< fixed_days`` keep ``fixed_bids`` (already executed, in a
+        closed loop); the budget covers them too.
 
     Examples
     --------
@@ -280,6 +296,12 @@ def plan_schedule(
     # start: no ads (marginal values of a fresh population)
     log_b = None
     bids = np.zeros((days, HOURS, C, S), np.float32)
+    free = np.arange(days) >= fixed_days
+    fixed = np.zeros((days, HOURS, C, S), np.float32)
+    if fixed_bids is not None and fixed_days > 0:
+        fixed[:fixed_days] = np.asarray(fixed_bids, np.float32)[:fixed_days]
+    free_j, fixed_j = jnp.asarray(free), jnp.asarray(fixed)
+    bids = np.where(free[:, None, None, None], bids, fixed).astype(np.float32)
     lam = 0.0
     history = []
     for it in range(iterations):
@@ -291,8 +313,11 @@ def plan_schedule(
             lam_lo = -abs(lam_hi)
         else:
             lam_lo = lam_hi * 1e-9
-        lam, idx, s = _bisect_lam(fd, grid, u, v, budget, lam_lo, lam_hi, 40, exact)
+        lam, idx, s = _bisect_lam(
+            fd, grid, u, v, budget, lam_lo, lam_hi, 40, exact, fixed_j, free_j
+        )
         br = np.asarray(_bids_from_index(grid, idx))
+        br = np.where(free[:, None, None, None], br, fixed)
         lbr = np.where(br > 0, np.log(np.maximum(br, 1e-30)), -np.inf)
         if log_b is None:
             log_b = lbr
@@ -315,7 +340,8 @@ def plan_schedule(
         )
         if progress is not None:
             progress(it + 1, iterations)
-    bids = pace(fd, bids, budget)
+    bids = np.where(free[:, None, None, None], bids, fixed).astype(np.float32)
+    bids = pace(fd, bids, budget, free=None if fixed_days <= 0 else free)
     t = fluid.totals_jit(fd, jnp.asarray(bids))
     expected = {
         "spend": np.asarray(t.spend),
