@@ -9,6 +9,7 @@ checks against a real fit are in tests/test_plan_slow.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
+
+# the CLI keeps a persistent JAX compilation cache in the home folder; not in tests
+os.environ.setdefault("GAELP_BAYES_JAX_CACHE", "off")
 
 DAYS = 7
 K = 8  # posterior draws (one shape everywhere: compiled functions are reused)
@@ -157,7 +161,6 @@ def simulated(small_world, truth, oracle_plan):
     return {**free.totals, **capped.totals}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("mult", [0.5, 2.0])
 def test_fluid_matches_simulator_expectation(small_world, truth, simulated, mult):
     """The planner's fluid model agrees with the simulator's expected outcome.
@@ -202,7 +205,6 @@ def test_plan_spends_the_budget_and_beats_baselines_in_fluid(small_world, truth,
         assert float(t.conversions[0]) >= float(o.conversions[0])
 
 
-@pytest.mark.slow
 def test_oracle_plan_beats_logged_policy_in_the_simulator(simulated, oracle_plan):
     """Executed in the (true) simulator with the budget stop and the same persons."""
     _, budget = oracle_plan
