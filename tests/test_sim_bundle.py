@@ -165,6 +165,21 @@ def test_from_bundle_maps_the_posteriors(truth, bundle):
     np.testing.assert_allclose(p.kernel_weight.sum(axis=-1), 1.0, rtol=1e-5)
 
 
+def test_from_bundle_uses_the_touch_span_when_recorded(truth, tmp_path):
+    """With ``touch_span_days`` the window and the opportunity spread come from it."""
+    from gaelp_bayes.sim.bundle import _mean_truncated_exposure, from_bundle
+
+    market, attribution = make_idata(truth)
+    persons = np.asarray(truth.arrival_rate) * 20.0
+    attribution.constant_data["touch_span_days"] = ("segment", persons * 4.0)
+    b = write_fake_bundle(tmp_path / "span", market, attribution)
+    p = from_bundle(b, draws=3)
+    for w in np.asarray(p.window_mean[0]):
+        assert _mean_truncated_exposure(w, 20.0) == pytest.approx(4.0, rel=1e-3)
+    # the same opportunities in total, over half the active person-days: twice the rate
+    np.testing.assert_allclose(p.opp_rate.mean(axis=0), 2 * truth.opp_rate, rtol=0.15)
+
+
 def test_from_bundle_pools_a_market_without_segments(truth, tmp_path):
     from gaelp_bayes.sim.bundle import from_bundle
 

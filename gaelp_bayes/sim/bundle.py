@@ -8,10 +8,12 @@ What each field is made of (docs/simulator.md repeats this):
   segments: the attribution model's segments;
 * ``arrival_rate[s] = persons[s] / window_days`` (persons with a touch in the
   fitted data, per day of the data window);
-* active window: gamma, shape 2, with the mean whose exposure truncated by
-  the data window equals the fitted persons' mean exposure
-  ``exposure_days[s] / persons[s]`` (days from first touch to conversion or
-  ``as_of``; see :func:`untruncated_window`);
+* active window: gamma, shape 2, with the mean whose length truncated by the
+  data window equals the fitted persons' mean active days: ``touch_span_days[s]
+  / persons[s]`` (first to last touch) when the attribution model records it,
+  else the mean exposure ``exposure_days[s] / persons[s]`` (first touch to
+  conversion or ``as_of``: too long, see docs/simulator.md; see
+  :func:`untruncated_window`);
   ``in_market = 1`` (the attribution model has no cure fraction: ``alpha``
   is an average over everyone);
 * ``alpha[s]``: the attribution posterior, plus the conversions it credits
@@ -21,8 +23,8 @@ What each field is made of (docs/simulator.md repeats this):
   visit effect (a click brings a visit of the same channel); kernel shape and
   scale per channel;
 * ``opp_rate[s, c, h] = opportunity_rate[s, c, h] x window_days /
-  exposure_days[s]`` (market opportunities per day in hour ``h``, spread over
-  the segment's exposure; a market fitted without segments (``*``) shares
+  active_days[s]`` (market opportunities per day in hour ``h``, spread over
+  the segment's active days, as above; a market fitted without segments (``*``) shares
   one rate per person-hour across segments);
 * CTR from the market posterior; competing bid ``mu[c] + hour_effect[c, h]``,
   ``sigma[c]`` (or the mixture components); ``floor = 0`` and second price
@@ -43,6 +45,14 @@ import numpy as np
 from gaelp_bayes.errors import DataError, InputNotFoundError
 from gaelp_bayes.sim.params import HOURS, SimParams, _kernel_arrays, kernel_stages
 
+#: Optional attribution ``constant_data`` (segment): the fitted persons' total active
+#: days, estimated from their touches: sum over persons with n >= 2 touches of
+#: (last - first touch) x (n + 1) / (n - 1) (unbiased for the length of the period
+#: holding n uniform touch times; one-touch persons add 0). When present it sets the
+#: active window and spreads the market's opportunities over it (the exposure runs
+#: on after activity ends). Measured on a 3,000-person world: windows 3-32 days vs
+#: the truth's 4-36, daily-spend PPC coverage 73% (50% from the exposure).
+SPAN_VAR = "touch_span_days"
 ATTRIBUTION_VARS = ("alpha", "beta", "kernel_scale_days")
 MARKET_VARS = ("mu", "hour_effect", "ctr", "opportunity_rate")
 
@@ -146,7 +156,13 @@ def params_from_idata(
         exposure = persons * window_days / 2
     exposure = np.maximum(exposure, 1e-6)
     arrival = persons / window_days
-    window_mean = untruncated_window(exposure / np.maximum(persons, 1.0), window_days)
+    # days persons were reachable by ads in the data: the span of their touches
+    # when the bundle records it (optional ``touch_span_days``), else the exposure
+    if SPAN_VAR in const:
+        active = np.maximum(np.asarray(const[SPAN_VAR].values, float), 1e-6)
+    else:
+        active = exposure
+    window_mean = untruncated_window(active / np.maximum(persons, 1.0), window_days)
 
     # ---- attribution draws
     alpha = _flat(ap["alpha"])[ia]  # (K, S)
@@ -200,11 +216,11 @@ def params_from_idata(
         if name in m_segments:
             j = m_segments.index(name)
             ctr[:, s] = ctr_m[:, j]
-            opp[:, s] = opp_m[:, j] * window_days / exposure[s]
+            opp[:, s] = opp_m[:, j] * window_days / active[s]
         else:
             ctr[:, s] = ctr_m.mean(axis=1)
             if pooled:
-                opp[:, s] = opp_m.sum(axis=1) * window_days / exposure.sum()
+                opp[:, s] = opp_m.sum(axis=1) * window_days / active.sum()
     # ---- conversions with no touch before them
     untouched_total = float(const.attrs.get("converters_without_touches", 0) or 0)
     untouched = untouched_total * persons / persons.sum() / window_days
