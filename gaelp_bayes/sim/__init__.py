@@ -5,6 +5,7 @@ Public API (see docs/simulator.md):
 - :class:`SimParams`, :func:`from_world`, :func:`from_bundle`, :func:`as_jax`,
   :func:`stack`, :func:`take`, :func:`mean_params` — parameters;
 - :func:`simulate`, :func:`simulate_draws`, :func:`rollout`, :func:`step`,
+  :func:`follow_up` (closed-form days without ads), :func:`kernel_ops`,
   :func:`init_state`, :func:`sample_persons`, :func:`capacity`, :func:`totals`,
   :class:`Outcome` — the simulator (JAX; importing it configures JAX for the CPU);
 - :func:`read_schedule`, :func:`schedule_array` — schedule CSV <-> bids array;
@@ -36,6 +37,8 @@ _CORE = {
     "simulate_draws",
     "rollout",
     "step",
+    "follow_up",
+    "kernel_ops",
     "init_state",
     "sample_persons",
     "capacity",
