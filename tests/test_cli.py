@@ -96,9 +96,40 @@ def test_quickstart_runs_end_to_end(tmp_path):
     assert (out / "data" / "events.parquet").exists()
     assert (out / "data" / "truth" / "latency.json").exists()
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
-    assert {"latency", "market"} <= set(manifest["models"])
+    assert {"latency", "attribution", "market"} <= set(manifest["models"])
     assert "<html" in (out / "report.html").read_text()[:500].lower()
     assert "P(convert)" in res.output
+    # the plan at the end: a contract schedule and its summary, spending within the budget
+    schedule, summary = out / "plan" / "schedule.csv", out / "plan" / "schedule.json"
+    assert schedule.exists() and summary.exists()
+    s = json.loads(summary.read_text())
+    assert s["days"] == 7 and s["budget"] > 0
+    # execution stops at the start of the hour after the budget is reached, so a
+    # draw may overshoot by up to one hour's spend (docs/simulator.md); on average it may not
+    assert s["spend"]["mean"] <= s["budget"] * (1 + 1e-9)
+    assert "plan     7 days" in res.output
+
+
+def test_quickstart_refuses_a_bad_budget(tmp_path):
+    res = runner.invoke(
+        app,
+        [
+            "quickstart",
+            "--out",
+            str(tmp_path / "qs"),
+            "--persons",
+            "400",
+            "--days",
+            "14",
+            "--draws",
+            "50",
+            "--budget",
+            "-5",
+            "--quiet",
+        ],
+    )
+    assert res.exit_code == 2 and "--budget must be a positive amount" in res.output
+    assert not (tmp_path / "qs").exists()  # refused before any work
 
 
 def test_console_script_runs(tmp_path):
