@@ -92,6 +92,39 @@ def _persons_from_user_ids(devices: np.ndarray, dev_code: np.ndarray, user_id) -
     return comp
 
 
+def device_persons(
+    ev: pd.DataFrame, person_map: pd.DataFrame | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which person each device is: ``(person of device, device code per event, person ids)``.
+
+    Devices are coded in sorted order of ``device_id``. With ``person_map``,
+    its ``person_id`` (devices missing from it are persons of their own, named
+    ``device:<id>``); without it, devices sharing a non-null ``user_id`` are
+    merged and a person is named after its smallest device id.
+    """
+    dev_code, devices = pd.factorize(ev["device_id"], sort=True)
+    devices = np.asarray(devices, dtype=object)
+    if person_map is not None:
+        if not {"device_id", "person_id"} <= set(person_map.columns):
+            raise DataError(
+                "person_map needs columns 'device_id' and 'person_id'; "
+                f"found {list(person_map.columns)}"
+            )
+        pm = person_map.drop_duplicates("device_id").set_index("device_id")["person_id"]
+        pid = pd.Series(devices).map(pm)
+        own = pid.isna()
+        pid[own] = "device:" + pd.Series(devices)[own].astype(str)
+        p_of_dev, person_ids = pd.factorize(pid.astype(str), sort=True)
+        person_ids = np.asarray(person_ids, dtype=object)
+    else:
+        uid = ev["user_id"].to_numpy() if "user_id" in ev.columns else None
+        p_of_dev = _persons_from_user_ids(devices, dev_code, uid)
+        # a person is named after its smallest device id (deterministic)
+        rep = pd.Series(devices).groupby(p_of_dev).min()
+        person_ids = rep.sort_index().to_numpy(dtype=object)
+    return p_of_dev, dev_code, person_ids
+
+
 def build_journeys(
     events: pd.DataFrame,
     as_of: pd.Timestamp,
@@ -139,26 +172,7 @@ def build_journeys(
     if ev.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in JOURNEY_COLUMNS})
 
-    dev_code, devices = pd.factorize(ev["device_id"], sort=True)
-    devices = np.asarray(devices, dtype=object)
-    if person_map is not None:
-        if not {"device_id", "person_id"} <= set(person_map.columns):
-            raise DataError(
-                "person_map needs columns 'device_id' and 'person_id'; "
-                f"found {list(person_map.columns)}"
-            )
-        pm = person_map.drop_duplicates("device_id").set_index("device_id")["person_id"]
-        pid = pd.Series(devices).map(pm)
-        own = pid.isna()
-        pid[own] = "device:" + pd.Series(devices)[own].astype(str)
-        p_of_dev, person_ids = pd.factorize(pid.astype(str), sort=True)
-        person_ids = np.asarray(person_ids, dtype=object)
-    else:
-        uid = ev["user_id"].to_numpy() if "user_id" in ev.columns else None
-        p_of_dev = _persons_from_user_ids(devices, dev_code, uid)
-        # a person is named after its smallest device id (deterministic)
-        rep = pd.Series(devices).groupby(p_of_dev).min()
-        person_ids = rep.sort_index().to_numpy(dtype=object)
+    p_of_dev, dev_code, person_ids = device_persons(ev, person_map)
     n_p = person_ids.size
     person = p_of_dev[dev_code]
 

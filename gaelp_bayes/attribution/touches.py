@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from gaelp_bayes.errors import DataError
-from gaelp_bayes.journeys import TOUCH_TYPES, _persons_from_user_ids, _segments, _utc
+from gaelp_bayes.journeys import TOUCH_TYPES, _segments, _utc, device_persons
 
 DIRECT = "direct"
 _US_PER_DAY = 86_400_000_000
@@ -126,25 +126,7 @@ class Touches:
 
 def _device_persons(ev: pd.DataFrame, person_map: pd.DataFrame | None):
     """Person index per event and person ids, exactly as build_journeys maps devices."""
-    dev_code, devices = pd.factorize(ev["device_id"], sort=True)
-    devices = np.asarray(devices, dtype=object)
-    if person_map is not None:
-        if not {"device_id", "person_id"} <= set(person_map.columns):
-            raise DataError(
-                "person_map needs columns 'device_id' and 'person_id'; "
-                f"found {list(person_map.columns)}"
-            )
-        pm = person_map.drop_duplicates("device_id").set_index("device_id")["person_id"]
-        pid = pd.Series(devices).map(pm)
-        own = pid.isna()
-        pid[own] = "device:" + pd.Series(devices)[own].astype(str)
-        p_of_dev, person_ids = pd.factorize(pid.astype(str), sort=True)
-        person_ids = np.asarray(person_ids, dtype=object)
-    else:
-        uid = ev["user_id"].to_numpy() if "user_id" in ev.columns else None
-        p_of_dev = _persons_from_user_ids(devices, dev_code, uid)
-        rep = pd.Series(devices).groupby(p_of_dev).min()
-        person_ids = rep.sort_index().to_numpy(dtype=object)
+    p_of_dev, dev_code, person_ids = device_persons(ev, person_map)
     return p_of_dev[dev_code], person_ids
 
 
