@@ -223,6 +223,43 @@ MALFORMED_JSON = (
 # --- the shared driver ----------------------------------------------------------
 
 
+def finish_mapped(
+    engine: Engine,
+    relation: str,
+    all_rel: str,
+    source: SourceFile,
+    malformed: list[MalformedRow],
+    blank: int,
+) -> Prepared:
+    """Publish a mapped table as ``relation`` and describe it (GA4 and PostHog readers).
+
+    ``all_rel`` holds every mapped row plus ``_gb_name``, the export's event
+    name: rows whose name the mapping does not turn into an event type are
+    counted per name (``skipped``) and left out of the view; everything else,
+    invalid rows included, goes on to the contract checks.
+    """
+    from gaelp_bayes.io.engines.duckdb import source_type
+
+    skipped = {
+        str(n): int(c)
+        for n, c in engine.fetch(
+            f"SELECT _gb_name, count(*) FROM {all_rel} WHERE event_type IS NULL "
+            "AND _gb_name IS NOT NULL GROUP BY _gb_name"
+        )
+    }
+    engine.execute(
+        f"CREATE TEMP VIEW {quote(relation)} AS SELECT * EXCLUDE (_gb_name) FROM {all_rel} "
+        "WHERE NOT (event_type IS NULL AND _gb_name IS NOT NULL)"
+    )
+    described = engine.fetch(f"DESCRIBE {quote(relation)}")
+    types = {n: source_type(t) for n, t, *_ in described if n != ROW}
+    (rows,) = engine.fetch(f"SELECT count(*) FROM {quote(relation)}")[0]
+    loaded = LoadedSource(
+        types=types, rows=int(rows) + len(malformed), malformed=malformed, empty_rows=blank
+    )
+    return Prepared(loaded=loaded, skipped=skipped, fields=list(source.columns))
+
+
 def skipped_note(skipped: dict[str, int], what: str) -> str | None:
     if not skipped:
         return None

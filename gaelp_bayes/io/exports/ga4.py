@@ -54,12 +54,12 @@ import pandas as pd
 import pyarrow as pa
 
 from gaelp_bayes.errors import DataError
-from gaelp_bayes.io.engines.base import ROW, Engine, LoadedSource, literal, quote
-from gaelp_bayes.io.engines.duckdb import source_type
+from gaelp_bayes.io.engines.base import ROW, Engine, literal, quote
 from gaelp_bayes.io.exports.common import (
     Prepared,
     channel_sql,
     expression_works,
+    finish_mapped,
     has_click_id,
     in_list,
     register_json_lines,
@@ -294,24 +294,7 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
     stage1, stage2 = mapped_select(engine, raw, mapping)
     all_rel = quote(f"{relation}_all")
     engine.execute(f"CREATE TEMP TABLE {all_rel} AS WITH flat AS ({stage1}) {stage2}")
-    skipped = {
-        str(n): int(c)
-        for n, c in engine.fetch(
-            f"SELECT _gb_name, count(*) FROM {all_rel} WHERE event_type IS NULL "
-            "AND _gb_name IS NOT NULL GROUP BY _gb_name"
-        )
-    }
-    engine.execute(
-        f"CREATE TEMP VIEW {quote(relation)} AS SELECT * EXCLUDE (_gb_name) FROM {all_rel} "
-        "WHERE NOT (event_type IS NULL AND _gb_name IS NOT NULL)"
-    )
-    described = engine.fetch(f"DESCRIBE {quote(relation)}")
-    types = {n: source_type(t) for n, t, *_ in described if n != ROW}
-    (rows,) = engine.fetch(f"SELECT count(*) FROM {quote(relation)}")[0]
-    loaded = LoadedSource(
-        types=types, rows=int(rows) + len(malformed), malformed=malformed, empty_rows=blank
-    )
-    return Prepared(loaded=loaded, skipped=skipped, fields=list(source.columns))
+    return finish_mapped(engine, relation, all_rel, source, malformed, blank)
 
 
 # --- writer ------------------------------------------------------------------------

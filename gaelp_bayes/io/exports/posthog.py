@@ -48,11 +48,11 @@ import numpy as np
 import pandas as pd
 
 from gaelp_bayes.errors import DataError
-from gaelp_bayes.io.engines.base import ROW, Engine, LoadedSource, literal, quote
-from gaelp_bayes.io.engines.duckdb import source_type
+from gaelp_bayes.io.engines.base import ROW, Engine, literal, quote
 from gaelp_bayes.io.exports.common import (
     Prepared,
     channel_sql,
+    finish_mapped,
     has_click_id,
     in_list,
     ip_prefix_sql,
@@ -306,24 +306,7 @@ def load(engine: Engine, relation: str, source: SourceFile, mapping: Mapping) ->
         f"FROM ({typed}) AS t LEFT JOIN {quote(relation + '_ids')} ids "
         "ON ids.anon = coalesce(t.dev_prop, t.did)"
     )
-    skipped = {
-        str(n): int(c)
-        for n, c in engine.fetch(
-            f"SELECT _gb_name, count(*) FROM {all_rel} WHERE event_type IS NULL "
-            "AND _gb_name IS NOT NULL GROUP BY _gb_name"
-        )
-    }
-    engine.execute(
-        f"CREATE TEMP VIEW {quote(relation)} AS SELECT * EXCLUDE (_gb_name) FROM {all_rel} "
-        "WHERE NOT (event_type IS NULL AND _gb_name IS NOT NULL)"
-    )
-    described = engine.fetch(f"DESCRIBE {quote(relation)}")
-    types = {n: source_type(t) for n, t, *_ in described if n != ROW}
-    (rows,) = engine.fetch(f"SELECT count(*) FROM {quote(relation)}")[0]
-    loaded = LoadedSource(
-        types=types, rows=int(rows) + len(malformed), malformed=malformed, empty_rows=blank
-    )
-    return Prepared(loaded=loaded, skipped=skipped, fields=list(source.columns))
+    return finish_mapped(engine, relation, all_rel, source, malformed, blank)
 
 
 # --- writer ------------------------------------------------------------------------
