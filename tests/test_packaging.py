@@ -102,6 +102,13 @@ def test_bare_models_and_cli_are_not_importable(tmp_path):
 def test_torch_is_optional_and_pinned_to_the_cpu_wheel():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert not any(d.startswith("torch") for d in meta["dependencies"])
-    assert meta["optional-dependencies"]["rl"] == ["torch==2.13.0"]
+    rl = meta["optional-dependencies"]["rl"]
+    # torch itself is pinned to the CPU wheel; the rest of the extra (an RL
+    # library) may depend on torch but must not name it again unpinned.
+    assert rl[0] == "torch==2.13.0"
+    assert not any(d.startswith("torch") for d in rl[1:])
+    for name, deps in meta["optional-dependencies"].items():
+        if name != "rl":
+            assert not any(d.startswith("torch") or "[rl" in d for d in deps), name
     for extra in ("test", "pymc", "rl", "spark", "dev"):
         assert extra in meta["optional-dependencies"]
