@@ -88,5 +88,8 @@ def fit(
     if not quiet:
         console.print(f"bundle written to {path}")
         console.print(json.dumps(bundle.manifest["diagnostics"], indent=1))
+        secs = bundle.manifest.get("fit_seconds") or {}
+        if secs:
+            console.print("fit time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()))
     if poor and strict:
         raise GaelpError("diagnostics outside the policy (see warnings above); --strict")

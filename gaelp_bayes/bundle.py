@@ -69,8 +69,12 @@ def write_bundle(
     inputs: Sequence[str | Path] = (),
     tables: dict[str, pd.DataFrame] | None = None,
     extra_summary: dict[str, Any] | None = None,
+    fit_seconds: dict[str, float] | None = None,
 ) -> Path:
     """Write a bundle folder and return its path.
+
+    ``fit_seconds`` (wall time per model, when the caller measured it) goes
+    into the manifest, so a slow fit can be traced to its model.
 
     The bundle is written into a temporary sibling folder and moved into
     place only when complete: a failed write leaves any previous bundle at
@@ -80,7 +84,7 @@ def write_bundle(
     final.parent.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        _write_into(out, models, as_of, config, inputs, tables, extra_summary)
+        _write_into(out, models, as_of, config, inputs, tables, extra_summary, fit_seconds)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)
         raise
@@ -94,7 +98,9 @@ def write_bundle(
     return final
 
 
-def _write_into(out, models, as_of, config, inputs, tables, extra_summary) -> None:
+def _write_into(
+    out, models, as_of, config, inputs, tables, extra_summary, fit_seconds=None
+) -> None:
     summary: dict[str, Any] = {"as_of": _iso(as_of)}
     diagnostics = {}
     for m in models:
@@ -119,6 +125,8 @@ def _write_into(out, models, as_of, config, inputs, tables, extra_summary) -> No
         "tables": sorted(tables or {}),
         "diagnostics": diagnostics,
     }
+    if fit_seconds:
+        manifest["fit_seconds"] = {k: round(float(v), 1) for k, v in fit_seconds.items()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 

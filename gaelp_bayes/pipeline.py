@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -131,13 +132,16 @@ def fit(
     fitted = []
     tables: dict[str, pd.DataFrame] = {}
     person_map = None
+    seconds: dict[str, float] = {}
     for name in chosen:
         step(f"fitting {name}")
         module = importlib.import_module(MODELS[name])
         kwargs = {}
         if "auctions" in inspect.signature(module.fit).parameters:
             kwargs["auctions"] = auctions
+        t0 = time.perf_counter()
         model = module.fit(events, end, config, person_map=person_map, **kwargs)
+        seconds[name] = time.perf_counter() - t0
         warn_if_poor(model.diagnostics(), name)
         fitted.append(model)
         # identity hands its device->person map draws to the models after it
@@ -150,5 +154,11 @@ def fit(
     step("writing bundle")
     inputs = [Path(events_path)] + ([Path(auctions_path)] if auctions_path else [])
     return write_bundle(
-        out_dir, fitted, as_of=end, config=config.to_dict(), inputs=inputs, tables=tables
+        out_dir,
+        fitted,
+        as_of=end,
+        config=config.to_dict(),
+        inputs=inputs,
+        tables=tables,
+        fit_seconds=seconds,
     )

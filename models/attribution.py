@@ -27,7 +27,9 @@ Likelihood. Person ``i`` is followed from their first touch for ``E_i`` days
     H_i(E) = alpha[s_i] E + sum_j beta[s_i, c_j, k_j] G_{c_j}(E - t_j)
 
 The baseline part of ``H`` is ``alpha[s]`` times the segment's total exposure
-(a sufficient statistic). The touch part is a sum over every touch; touches
+(a sufficient statistic): by default the persons' expected *active* days
+(:func:`baseline_terms`, :func:`activity_model`), since a person stops
+browsing, and converting organically, when their activity ends. The touch part is a sum over every touch; touches
 are grouped by (segment, channel, type) and by ``E - t_j`` on a log grid
 of width ``bin_log_width`` (each group evaluated at its mean), so its cost is
 the number of occupied cells, not of touches. The error is second order in
@@ -46,12 +48,17 @@ Outputs, per posterior draw (see ``docs/attribution.md``):
   without the channel's touches, under common random numbers: a converter
   at ``T`` has used up ``H(T)`` of an Exp(1) threshold; without channel
   ``c`` they convert before ``as_of`` iff ``H_{-c}(A) >= H(T)`` (``A``: days
-  from first touch to ``as_of``). ``H_{-c}(A)`` includes the expected effect
-  of the touches the person would have kept receiving after ``T`` had they
-  not converted (``future_touches``; their own touch rate before ``T``
-  shrunk to the segment's). Censored persons cannot be lost (removing
-  touches only lowers ``h``). This is the definition of the example world's
-  ``truth/incremental.json``.
+  from first touch to ``as_of``). ``H_{-c}(A)`` includes the baseline and
+  the expected effect of the touches the person would have kept receiving
+  after ``T`` had they not converted (``future_touches``; their own touch
+  rate before ``T`` shrunk to the segment's), but only while they remain
+  *active*: ``activity = "exponential"`` (default) estimates from the
+  silences after each person's last touch how long persons stay reachable
+  (:func:`activity_model`), and the incremental count is the expected number
+  of converters who stop being active before ``H_{-c}`` reaches ``H(T)``;
+  ``"horizon"`` keeps everyone active until ``as_of``. Censored persons
+  cannot be lost (removing touches only lowers ``h``). This is the
+  definition of the example world's ``truth/incremental.json``.
 
 Options: ``active_gap_days`` (baseline only within that many days after a
 touch) and ``baseline_decay`` (baseline ``alpha[s] exp(-t / tau[s])``);
@@ -86,6 +93,10 @@ from gaelp_bayes.errors import DataError, MissingDependencyError
 from gaelp_bayes.journeys import TOUCH_TYPES
 
 KERNELS = ("exponential", "gamma")
+#: How long a converter would have stayed reachable after converting (counterfactual).
+ACTIVITY = ("exponential", "horizon")
+#: Grid points over ``[T, as_of]`` on which the counterfactual intensity is evaluated.
+ACTIVITY_GRID = 48
 #: Smallest time difference (days) the kernel is evaluated at (about 0.01 s).
 D_MIN = 1e-7
 #: Sampled (free) variables, in a fixed order; which exist depends on data and config.
@@ -114,6 +125,8 @@ class AttributionConfig:
     baseline_decay: bool = False
     future_touches: bool = True
     future_prior_days: float = 1.0
+    activity: str = "exponential"
+    activity_prior_days: float = 5.0
     bin_log_width: float = 0.02
     parametrization: str = "auto"
     identity_draws: int = 2
@@ -155,6 +168,14 @@ class AttributionConfig:
                 "attribution.parametrization must be 'auto', 'centered' or 'noncentered', "
                 f"got {self.parametrization!r}"
             )
+        if self.activity not in ACTIVITY:
+            out.append(
+                f"attribution.activity must be one of {', '.join(ACTIVITY)}, got {self.activity!r}"
+            )
+        if not self.activity_prior_days > 0:
+            out.append(
+                f"attribution.activity_prior_days must be > 0, got {self.activity_prior_days!r}"
+            )
         if self.baseline_decay and self.active_gap_days > 0:
             out.append("attribution.baseline_decay needs active_gap_days = 0 (choose one)")
         if not self.active_gap_days >= 0:
@@ -190,6 +211,9 @@ class AttributionData:
     rows: ``c_seg`` per converter; touch rows ``ct_conv`` (converter index),
     ``ct_cell``, ``ct_channel``, ``ct_days`` (``T - t``) and ``ct_horizon``
     (``A - t``, days to ``as_of``). ``c_end`` / ``c_horizon``: ``T`` and ``A``.
+    ``c_active_prob`` / ``c_leave_rate``: per converter, P(still active at
+    ``T``) and the segment's rate of leaving (:func:`activity_model`);
+    ``activity_days``: the segment's mean active days (``1 / rate``).
     """
 
     touches: Touches
@@ -205,8 +229,10 @@ class AttributionData:
     c_horizon: np.ndarray
     c_active: np.ndarray
     c_base_end: np.ndarray
-    c_base_horizon: np.ndarray
     c_future_rate: np.ndarray
+    c_active_prob: np.ndarray
+    c_leave_rate: np.ndarray
+    activity_days: np.ndarray
     ct_conv: np.ndarray
     ct_cell: np.ndarray
     ct_channel: np.ndarray
@@ -245,7 +271,7 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
     S, C, K = len(t.segments), len(t.channels), len(t.touch_types)
     if t.n_persons == 0:
         raise DataError("the attribution model needs at least one person with a touch; found none")
-    base_end, active = baseline_exposure(t, cfg.active_gap_days)
+    base_end, active, leave, p_active = baseline_terms(t, cfg)
     exposure = np.bincount(t.segment, weights=base_end, minlength=S)
     e_seg, e_days, e_count = _log_bins(t.segment, np.maximum(base_end, D_MIN), cfg.bin_log_width)
     cell = (t.segment[t.person] * C + t.channel) * K + t.touch_type
@@ -290,12 +316,10 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
         c_horizon=t.horizon_days[conv],
         c_active=active[conv].astype(np.float64),
         c_base_end=base_end[conv],
-        c_base_horizon=(
-            base_end + np.minimum(t.horizon_days - t.end_days, cfg.active_gap_days)
-            if cfg.active_gap_days > 0
-            else t.horizon_days
-        )[conv],
         c_future_rate=future_rate,
+        c_active_prob=p_active[conv],
+        c_leave_rate=leave[t.segment[conv]],
+        activity_days=np.where(leave > 0, 1.0 / np.maximum(leave, 1e-300), np.inf),
         ct_conv=conv_index[t.person[tm]],
         ct_cell=cell[tm],
         ct_channel=t.channel[tm],
@@ -334,6 +358,97 @@ def baseline_exposure(t: Touches, gap_days: float) -> tuple[np.ndarray, np.ndarr
     last_t = np.zeros(t.n_persons)
     last_t[t.person[last]] = t.days[last]
     return exposure, (t.end_days - last_t) <= gap_days
+
+
+def touch_span_days(t: Touches) -> np.ndarray:
+    """Per segment, the persons' total days of activity estimated from their touch times.
+
+    Sum over persons with ``n >= 2`` touches of ``(last - first) (n + 1) / (n - 1)``:
+    unbiased for the length of a period holding ``n`` uniform touch times
+    (one-touch persons add 0). The simulator sets its active window from it
+    (``gaelp_bayes.sim.bundle.SPAN_VAR``).
+    """
+    n = np.bincount(t.person, minlength=t.n_persons).astype(np.float64)
+    last = np.zeros(t.n_persons)
+    np.maximum.at(last, t.person, t.days)
+    span = np.where(n >= 2, last * (n + 1) / np.maximum(n - 1, 1), 0.0)
+    return np.bincount(t.segment, weights=span, minlength=len(t.segments))
+
+
+def activity_model(t: Touches, prior_days: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment, the rate at which persons stop being reachable; per person, P(active at end).
+
+    A person is *active* (browsing, reachable by ads) from their first
+    touch until a time ``D ~ Exponential(mu[s])``; while active they touch
+    at rate ``lambda_i`` (their own rate over their observed span, shrunk
+    to the segment's with ``prior_days`` of weight). With ``l_i`` the last
+    touch and ``E_i`` the end of follow-up (conversion or ``as_of``), the
+    likelihood of the silence after ``l_i`` is
+    ``exp(-mu l) [exp(-(mu+lambda) g) + mu / (mu+lambda) (1 - exp(-(mu+lambda) g))]``
+    with ``g = E - l`` (still active and silent, or left while silent);
+    ``mu[s]`` is its maximum over persons of the segment (one dimension,
+    bounded). Returns ``mu`` (S,), ``P(active at E_i | silence)`` (P,) and the
+    expected active days from the first touch to ``E_i`` (P,).
+    Persons who touch until ``as_of`` give ``mu -> 0``: active throughout,
+    the ``"horizon"`` counterfactual.
+    """
+    from scipy.optimize import minimize_scalar
+
+    S = len(t.segments)
+    n = np.bincount(t.person, minlength=t.n_persons).astype(np.float64)
+    last = np.zeros(t.n_persons)
+    np.maximum.at(last, t.person, t.days)
+    gap = np.maximum(t.end_days - last, 0.0)
+    seg_n = np.bincount(t.segment, weights=np.maximum(n - 1, 0), minlength=S)
+    seg_span = np.bincount(t.segment, weights=last, minlength=S)
+    seg_rate = seg_n / np.maximum(seg_span + prior_days * np.bincount(t.segment, minlength=S), 1e-9)
+    lam = (np.maximum(n - 1, 0) + prior_days * seg_rate[t.segment]) / (last + prior_days)
+    mu = np.zeros(S)
+    for s in range(S):
+        k = t.segment == s
+        if not k.any():
+            continue
+        lk, gk, ak = last[k], gap[k], lam[k]
+
+        def nll(log_mu, lk=lk, gk=gk, ak=ak):
+            m = math.exp(log_mu)
+            a = m + ak
+            stay = np.exp(-a * gk)
+            return -float(np.sum(-m * lk + np.log(stay + m / a * -np.expm1(-a * gk))))
+
+        mu[s] = math.exp(minimize_scalar(nll, bounds=(-12.0, 3.0), method="bounded").x)
+    m = mu[t.segment]
+    a = m + lam
+    stay = np.exp(-a * gap)
+    z = stay + m / a * -np.expm1(-a * gap)
+    p_active = stay / z
+    # E[days active within the silence]: leaving at x < g (density m exp(-a x)) or still active
+    within = (m / a**2 * -np.expm1(-a * gap) - m / a * gap * stay + gap * stay) / z
+    return mu, p_active, last + within
+
+
+def baseline_terms(
+    t: Touches, cfg: AttributionConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per person: baseline exposure days to the end, baseline weight at the end, and activity.
+
+    Returns ``(exposure, active, leave, p_active)``: ``leave`` (S,) is the
+    segment's rate of leaving and ``p_active`` (P,) P(active at the end)
+    (:func:`activity_model`; zeros and ones with ``activity = "horizon"``).
+    The baseline runs while the person is active: with ``activity =
+    "exponential"`` (and neither ``active_gap_days`` nor ``baseline_decay``)
+    its exposure is the expected active days and its weight in ``h(T)`` is
+    ``p_active``; otherwise :func:`baseline_exposure`.
+    """
+    S = len(t.segments)
+    if cfg.activity == "exponential":
+        leave, p_active, active_days = activity_model(t, cfg.activity_prior_days)
+    else:
+        leave, p_active, active_days = np.zeros(S), np.ones(t.n_persons), None
+    if active_days is not None and cfg.active_gap_days <= 0 and not cfg.baseline_decay:
+        return active_days, p_active, leave, p_active
+    exposure, active = baseline_exposure(t, cfg.active_gap_days)
+    return exposure, active, leave, p_active
 
 
 # --------------------------------------------------------------------------- kernels
@@ -618,7 +733,11 @@ def _import_pymc():
 
 
 def exact_log_likelihood(
-    touches: Touches, params: dict[str, np.ndarray], kernel: str, active_gap_days: float = 0.0
+    touches: Touches,
+    params: dict[str, np.ndarray],
+    kernel: str,
+    active_gap_days: float = 0.0,
+    config: AttributionConfig | None = None,
 ) -> float:
     """The model's log-likelihood summed per touch, without binning (numpy, for tests).
 
@@ -631,7 +750,8 @@ def exact_log_likelihood(
     bj = b[t.segment[t.person], t.channel, t.touch_type]
     d = np.maximum(t.end_days[t.person] - t.days, D_MIN)
     ch = t.channel
-    base_end, active = baseline_exposure(t, active_gap_days)
+    cfg = config or AttributionConfig(active_gap_days=active_gap_days, activity="horizon")
+    base_end, active, _, _ = baseline_terms(t, cfg)
     h_base = a[t.segment] * active
     if "baseline_decay_days" in params:
         tau = np.asarray(params["baseline_decay_days"])[t.segment]
@@ -692,10 +812,19 @@ def derived(
     ct_d = jnp.asarray(data.ct_days, jnp.float32)
     ct_a = jnp.asarray(data.ct_horizon, jnp.float32)
     base_T = jnp.asarray(data.c_base_end, jnp.float32)
-    base_A = jnp.asarray(data.c_base_horizon, jnp.float32)
     active = jnp.asarray(data.c_active, jnp.float32)
     fut_rate = jnp.asarray(data.c_future_rate, jnp.float32)  # (N, C, K)
-    fut_len = jnp.asarray(np.maximum(data.c_horizon - data.c_end, 0.0), jnp.float32)
+    rest = np.maximum(data.c_horizon - data.c_end, 0.0)  # days from T to as_of
+    fut_len = jnp.asarray(rest, jnp.float32)
+    # Counterfactual grid: R = u days of further activity after T, u in [0, as_of - T]
+    # (denser near T). The person stays active R days with P(R > u) = p_active exp(-leave u).
+    q = (np.arange(ACTIVITY_GRID) / (ACTIVITY_GRID - 1)) ** 2
+    u_np = rest[:, None] * q[None, :]
+    u = jnp.asarray(u_np, jnp.float32)  # (N, G)
+    gap = cfg.active_gap_days
+    post_raw = jnp.asarray(np.minimum(u_np, gap) if gap > 0 else u_np, jnp.float32)
+    p_active = jnp.asarray(data.c_active_prob, jnp.float32)
+    leave = jnp.asarray(data.c_leave_rate, jnp.float32)
     conv_ch = ct_conv * C + ct_ch
     has_c = jax.ops.segment_sum(jnp.ones_like(ct_d), conv_ch, num_segments=N * C).reshape(N, C) > 0
     seg_ch = c_seg[ct_conv] * C + ct_ch
@@ -708,32 +837,59 @@ def derived(
         sc, sh = scale[ct_ch], kshape[ct_ch]
         th = bf * jnp.exp(kernel_log_pdf(jnp, kernel, ct_d, sh, sc))
         base = alpha[c_seg] * active
-        bT, bA = base_T, base_A
+        bT, post_u = base_T, post_raw
         if decay:
             tc = tau[c_seg]
             base = base * jnp.exp(-T_end / tc)
-            bT, bA = tc * -jnp.expm1(-base_T / tc), tc * -jnp.expm1(-base_A / tc)
+            bT = tc * -jnp.expm1(-base_T / tc)
+            post_u = tc[:, None] * (
+                jnp.exp(-base_T / tc)[:, None]
+                - jnp.exp(-(base_T[:, None] + post_raw) / tc[:, None])
+            )
         h = base + jax.ops.segment_sum(th, ct_conv, num_segments=N)
         credit = jax.ops.segment_sum(th / h[ct_conv], seg_ch, num_segments=S * C).reshape(S, C)
         credit_base = jax.ops.segment_sum(base / h, c_seg, num_segments=S)
         H_T = alpha[c_seg] * bT + jax.ops.segment_sum(
             bf * kernel_cdf(jnp, kernel, ct_d, sh, sc), ct_conv, num_segments=N
         )
+        # effect at as_of of the touches before T, per channel
         GA = jax.ops.segment_sum(
             bf * kernel_cdf(jnp, kernel, ct_a, sh, sc), conv_ch, num_segments=N * C
         ).reshape(N, C)
-        # expected effect of the touches the converter would have received after T
-        J = kernel_integral(jnp, kernel, fut_len[:, None], kshape[None, :], scale[None, :])
-        FUT = jnp.sum(fut_rate * beta[c_seg], axis=2) * J  # (N, C)
-        GA = GA + FUT
-        H_A_minus = (alpha[c_seg] * bA + GA.sum(axis=1))[:, None] - GA
-        lost = (H_A_minus < H_T[:, None]) & has_c
-        inc = jax.ops.segment_sum(lost.astype(jnp.float32), c_seg, num_segments=S)
+        # expected effect at as_of of the touches received while active for u more days
+        r = jnp.sum(fut_rate * beta[c_seg], axis=2)  # (N, C) touch effect per day
+        KI_L = kernel_integral(jnp, kernel, fut_len[:, None], kshape[None, :], scale[None, :])
+        KI_rest = kernel_integral(
+            jnp,
+            kernel,
+            jnp.maximum(fut_len[:, None, None] - u[:, None, :], 0.0),
+            kshape[None, :, None],
+            scale[None, :, None],
+        )
+        F = r[:, :, None] * (KI_L[:, :, None] - KI_rest)  # (N, C, G)
+        H_u = alpha[c_seg][:, None] * (bT[:, None] + post_u)  # (N, G)
+        Hu = (H_u + F.sum(axis=1))[:, None, :] - F + (GA.sum(axis=1)[:, None] - GA)[:, :, None]
+        # lost without c iff the person stops being active before H_{-c} reaches H(T)
+        reach = Hu >= H_T[:, None, None]
+        j = jnp.argmax(reach, axis=-1)  # first grid point reaching H(T)
+        jm = jnp.maximum(j - 1, 0)
+        H0 = jnp.take_along_axis(Hu, jm[..., None], axis=-1)[..., 0]
+        H1 = jnp.take_along_axis(Hu, j[..., None], axis=-1)[..., 0]
+        ub = jnp.broadcast_to(u[:, None, :], Hu.shape)
+        u0 = jnp.take_along_axis(ub, jm[..., None], axis=-1)[..., 0]
+        u1 = jnp.take_along_axis(ub, j[..., None], axis=-1)[..., 0]
+        frac = jnp.clip((H_T[:, None] - H0) / jnp.maximum(H1 - H0, 1e-30), 0.0, 1.0)
+        r_star = u0 + frac * (u1 - u0)
+        p_mid = 1.0 - p_active[:, None] * jnp.exp(-leave[:, None] * r_star)
+        p_lost = jnp.where(reach.any(axis=-1), jnp.where(j == 0, 0.0, p_mid), 1.0)
+        inc = jax.ops.segment_sum(p_lost * has_c, c_seg, num_segments=S)
         return credit, credit_base, inc
 
     decay = "baseline_decay_days" in post
     taus = post["baseline_decay_days"] if decay else np.ones((n, S))
     f = jax.jit(jax.vmap(one))
+    # a draw holds a few (N, C, G) arrays: keep a chunk to about 4e7 floats
+    chunk = max(1, min(chunk, int(4e7 // max(N * C * ACTIVITY_GRID, 1))))
     outs = {"attributed": [], "attributed_baseline": [], "incremental": []}
     for i in range(0, n, chunk):
         j = min(i + chunk, n)
@@ -842,8 +998,8 @@ class AttributionModel:
             del idata[group]
             idata.add_groups({group: cat})
         const = idata.constant_data
-        const["persons"] = sum(f.idata.constant_data["persons"] for f in fits) / len(fits)
-        const["conversions"] = sum(f.idata.constant_data["conversions"] for f in fits) / len(fits)
+        for var in ("persons", "conversions", "exposure_days", "touch_span_days", "activity_days"):
+            const[var] = sum(f.idata.constant_data[var] for f in fits) / len(fits)
         const.attrs["identity_draws"] = len(fits)
         ds = [f.diagnostics() for f in fits]
         self._idata = idata
@@ -1004,6 +1160,8 @@ class AttributionModel:
                 "persons": ("segment", t.persons_per_segment()),
                 "conversions": ("segment", conv_seg.astype(np.float64)),
                 "exposure_days": ("segment", data.exposure),
+                "activity_days": ("segment", data.activity_days),
+                "touch_span_days": ("segment", touch_span_days(t)),
             },
             coords={"segment": t.segments},
             attrs={
@@ -1208,6 +1366,7 @@ def simulate(
     active_gap_days: float = 0.0,
     extra_touches: dict[int, int] | None = None,
     counterfactual: bool = True,
+    activity_days: np.ndarray | None = None,
 ) -> tuple[Touches, dict[str, np.ndarray]]:
     """Simulate persons from the model's generative process (one parameter set).
 
@@ -1220,6 +1379,9 @@ def simulate(
     and kept apart as the person's *potential* touches. ``extra_touches``
     ``{person: n}`` adds ``n`` touches to a person (edge cases);
     ``counterfactual = False`` skips computing ``incremental`` (zeros; speed runs).
+    ``activity_days`` (S,): persons are active for ``D ~ Exponential(mean
+    activity_days[s])`` days only; touches and the baseline stop when
+    activity ends (touch effects run on), as in the example world.
 
     Returns the observed :class:`Touches` and the truth: ``incremental``
     (C,) conversions before ``A`` lost without each channel under common
@@ -1235,12 +1397,18 @@ def simulate(
     seg = np.repeat(np.arange(S), persons)
     P = seg.size
     A = rng.uniform(1.0, follow_up_days, P)
+    D = (
+        np.full(P, np.inf)
+        if activity_days is None
+        else rng.exponential(np.asarray(activity_days, float)[seg])
+    )
+    reach = np.minimum(A, D)
     rate = np.asarray(touch_rate, float)
-    n = rng.poisson(rate.sum() * A)
+    n = rng.poisson(rate.sum() * reach)
     for i, k in (extra_touches or {}).items():
         n[i] += k
     person = np.r_[np.arange(P), np.repeat(np.arange(P), n)]
-    days = np.r_[np.zeros(P), rng.random(n.sum()) * A[np.repeat(np.arange(P), n)]]
+    days = np.r_[np.zeros(P), rng.random(n.sum()) * reach[np.repeat(np.arange(P), n)]]
     ch = rng.choice(C, size=person.size, p=rate / rate.sum())
     tt = rng.choice(K, size=person.size, p=np.asarray(type_probs) / np.sum(type_probs))
     order = np.lexsort((days, person))
@@ -1251,7 +1419,7 @@ def simulate(
         keep = np.ones(person.size, bool) if drop is None else ch != drop
         d = np.maximum(x[person] - days, 0.0)
         g = kernel_cdf(np, kernel, np.maximum(d, 1e-12), kshape[ch], scale[ch]) * (d > 0)
-        base = x.copy()
+        base = np.minimum(x, D)
         if active_gap_days > 0:
             nxt = np.r_[days[1:], np.inf]
             nxt = np.where(np.r_[person[1:] != person[:-1], True], np.inf, nxt)
