@@ -211,8 +211,7 @@ def test_oracle_plan_beats_logged_policy_in_the_simulator(simulated, oracle_plan
     d = simulated["plan"]["conversions"] - simulated["logged"]["conversions"]
     se = d.std(ddof=1) / np.sqrt(d.size)
     assert d.mean() > 2 * se, d
-    hourly_max = budget / (DAYS * 24) * 6  # at most one (peak) hour over the budget
-    assert np.all(simulated["plan"]["spend"] <= budget + hourly_max)
+    assert np.all(simulated["plan"]["spend"] <= budget * (1 + 1e-5))  # never above it
 
 
 def test_cvar_and_cac_objectives_optimise_what_they_say(truth_bundle):
@@ -279,8 +278,8 @@ def test_run_plan_writes_contract_files(planned, check_contract, truth_bundle):
     assert s["method"]["logged_bids"] == "auction log"
     back = read_schedule(planned.schedule_path, planned.channels, planned.segments, DAYS)
     np.testing.assert_allclose(back, planned.bids, rtol=1e-6)
-    # every number is a simulation summary: spend within the budget stop's reach
-    assert s["spend"]["q95"] <= 300.0 * 1.05
+    # every number is a simulation summary; execution stops at the budget
+    assert s["spend"]["q95"] <= 300.0 * (1 + 1e-5)
     assert s["conversions"]["q05"] <= s["conversions"]["mean"] <= s["conversions"]["q95"]
 
 

@@ -391,7 +391,8 @@ def step(
         bid = bids_hour.T[seg]  # (N, C)
         if bid_noise > 0:
             bid = bid * jnp.exp(bid_noise * ndtri(u[1]))
-        can_bid = (state.spend < budget).astype(jnp.float32)
+        # exhausted once within float32 rounding of the budget (the capped hour lands there)
+        can_bid = (state.spend < budget * (1.0 - 1e-6)).astype(jnp.float32)
         logb = jnp.log(jnp.maximum(bid, _TINY))
         cdf_b = _mixture_cdf(params, hod, logb)  # (N, C, J)
         p_win = jnp.sum(params.bid_weight * cdf_b, axis=-1)
@@ -417,6 +418,16 @@ def step(
         # sample: touches stop at the conversion; rb/mean: potential touches, whose
         # spend is counted with P(not converted yet)
         weight = jnp.ones_like(alive0) if mode == "sample" else alive0
+        # the hour that reaches the budget keeps only the share of its wins that the
+        # remaining budget pays for (bidding stops at the budget within the hour;
+        # the share is taken of every win alike, so counts can become fractional)
+        full = jnp.sum(wins * price * weight[:, None])
+        keep = jnp.where(
+            full > budget - state.spend,
+            jnp.clip((budget - state.spend) / jnp.maximum(full, _TINY), 0.0, 1.0),
+            1.0,
+        )
+        wins, clicks = wins * keep, clicks * keep
         spend_pc = wins * price
         h_spend = jnp.sum(spend_pc * weight[:, None])
         h_wins = jnp.sum(wins * weight[:, None])
