@@ -187,6 +187,19 @@ def test_fluid_matches_simulator_expectation(small_world, truth, simulated, mult
 # planner
 
 
+def test_unspendable_budget_gives_bids_no_higher_than_the_landscape(truth):
+    """A budget the market cannot absorb: bids stop where P(win) is ~1 (no 4096x scaling)."""
+    from gaelp_bayes.plan import fluid
+    from gaelp_bayes.plan.planner import _grid, plan_schedule
+
+    fd = fluid.prepare(truth, DAYS)
+    top = np.exp(np.asarray(_grid(fd, 2))[..., -1]).T  # (24, C)
+    res = plan_schedule(truth, 1e9, DAYS, iterations=4)
+    assert res.bids.max() > 0
+    assert np.all(res.bids <= top[None, :, :, None] * (1 + 1e-5))
+    assert float(np.mean(res.expected["spend"])) < 1e9  # it could not spend it
+
+
 def test_plan_spends_the_budget_and_beats_baselines_in_fluid(small_world, truth, oracle_plan):
     from gaelp_bayes.plan import baselines as bl
     from gaelp_bayes.plan import fluid

@@ -217,16 +217,21 @@ def pace(
         free_part = np.where(scale_days[:, None, None, None], bids, 0.0).astype(np.float32)
         out = pace(fd, free_part, budget, iters, allow_up=allow_up, _offset=fixed_part)
         return out + fixed_part
-    if spend(bids) <= budget:
+    s0 = spend(bids)
+    if s0 <= budget:
         if not allow_up:
             return bids
         lo = 1.0
         for _ in range(12):
-            if spend(bids * lo * 2.0) > budget:
+            s2 = spend(bids * lo * 2.0)
+            if s2 > budget:
                 break
-            lo *= 2.0
+            if s2 <= s0 * (1.0 + 1e-4):
+                # saturated: higher bids win nothing more, so do not raise them
+                return (bids * lo).astype(np.float32)
+            lo, s0 = lo * 2.0, s2
         else:
-            return bids * lo
+            return (bids * lo).astype(np.float32)
         hi = lo * 2.0
     else:
         lo, hi = 0.0, 1.0
@@ -342,6 +347,10 @@ def plan_schedule(
             progress(it + 1, iterations)
     bids = np.where(free[:, None, None, None], bids, fixed).astype(np.float32)
     bids = pace(fd, bids, budget, free=None if fixed_days <= 0 else free)
+    # never above the top of the competing-bid landscape (where P(win) is ~1): a
+    # higher bid wins nothing more in a second-price auction, only risk
+    ceiling = np.exp(np.asarray(grid[..., -1])).T[None, :, :, None]  # (1, 24, C, 1)
+    bids = np.where(free[:, None, None, None], np.minimum(bids, ceiling), bids).astype(np.float32)
     t = fluid.totals_jit(fd, jnp.asarray(bids))
     expected = {
         "spend": np.asarray(t.spend),
