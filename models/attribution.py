@@ -29,8 +29,8 @@ Likelihood. Person ``i`` is followed from their first touch for ``E_i`` days
 The baseline part of ``H`` is ``alpha[s]`` times the segment's total exposure
 (a sufficient statistic): by default the persons' expected *active* days
 (:func:`baseline_terms`, :func:`activity_model`), since a person stops
-browsing, and converting organically, when their activity ends. The touch part is a sum over every touch; touches
-are grouped by (segment, channel, type) and by ``E - t_j`` on a log grid
+browsing, and converting organically, when their activity ends. The touch
+part is a sum over every touch; touches are grouped by (segment, channel, type) and by ``E - t_j`` on a log grid
 of width ``bin_log_width`` (each group evaluated at its mean), so its cost is
 the number of occupied cells, not of touches. The error is second order in
 the bin width (below 1e-5 of a touch's term at the default 0.02; tests
@@ -360,6 +360,14 @@ def baseline_exposure(t: Touches, gap_days: float) -> tuple[np.ndarray, np.ndarr
     return exposure, (t.end_days - last_t) <= gap_days
 
 
+def _touch_count_and_last(t: Touches) -> tuple[np.ndarray, np.ndarray]:
+    """Per person: number of touches, and days from the first touch to the last."""
+    n = np.bincount(t.person, minlength=t.n_persons).astype(np.float64)
+    last = np.zeros(t.n_persons)
+    np.maximum.at(last, t.person, t.days)
+    return n, last
+
+
 def touch_span_days(t: Touches) -> np.ndarray:
     """Per segment, the persons' total days of activity estimated from their touch times.
 
@@ -368,9 +376,7 @@ def touch_span_days(t: Touches) -> np.ndarray:
     (one-touch persons add 0). The simulator sets its active window from it
     (``gaelp_bayes.sim.bundle.SPAN_VAR``).
     """
-    n = np.bincount(t.person, minlength=t.n_persons).astype(np.float64)
-    last = np.zeros(t.n_persons)
-    np.maximum.at(last, t.person, t.days)
+    n, last = _touch_count_and_last(t)
     span = np.where(n >= 2, last * (n + 1) / np.maximum(n - 1, 1), 0.0)
     return np.bincount(t.segment, weights=span, minlength=len(t.segments))
 
@@ -395,9 +401,7 @@ def activity_model(t: Touches, prior_days: float) -> tuple[np.ndarray, np.ndarra
     from scipy.optimize import minimize_scalar
 
     S = len(t.segments)
-    n = np.bincount(t.person, minlength=t.n_persons).astype(np.float64)
-    last = np.zeros(t.n_persons)
-    np.maximum.at(last, t.person, t.days)
+    n, last = _touch_count_and_last(t)
     gap = np.maximum(t.end_days - last, 0.0)
     seg_n = np.bincount(t.segment, weights=np.maximum(n - 1, 0), minlength=S)
     seg_span = np.bincount(t.segment, weights=last, minlength=S)

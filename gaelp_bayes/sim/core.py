@@ -422,14 +422,9 @@ def step(
         # remaining budget pays for (bidding stops at the budget within the hour;
         # the share is taken of every win alike, so counts can become fractional)
         full = jnp.sum(wins * price * weight[:, None])
-        keep = jnp.where(
-            full > budget - state.spend,
-            jnp.clip((budget - state.spend) / jnp.maximum(full, _TINY), 0.0, 1.0),
-            1.0,
-        )
+        keep = jnp.clip((budget - state.spend) / jnp.maximum(full, _TINY), 0.0, 1.0)
         wins, clicks = wins * keep, clicks * keep
-        spend_pc = wins * price
-        h_spend = jnp.sum(spend_pc * weight[:, None])
+        h_spend = full * keep
         h_wins = jnp.sum(wins * weight[:, None])
         h_clicks = jnp.sum(clicks * weight[:, None])
         inj_amount = wins * params.beta[seg, :, 0] + clicks * params.beta[seg, :, 1]  # (N, C)
