@@ -53,11 +53,23 @@ def _sim(persons=(700, 700), seed=0, **kw):
 
 
 def test_config_collects_every_problem():
-    cfg = Config(models={"attribution": {"kernel": "weibull", "touch_types": ["tv"], "x": 1}})
+    cfg = Config(
+        models={
+            "attribution": {
+                "kernel": "weibull",
+                "touch_types": ["tv"],
+                "x": 1,
+                "activity": "weibull",
+                "activity_prior_days": 0,
+            }
+        }
+    )
     with pytest.raises(ConfigError) as err:
         cfg.model("attribution", A.AttributionConfig)
     text = str(err.value)
     assert "attribution.kernel" in text and "attribution.touch_types" in text
+    assert "attribution.activity must be one of" in text
+    assert "attribution.activity_prior_days must be > 0" in text
     assert "attribution.x" in text
     assert Config().model("attribution", A.AttributionConfig) == A.AttributionConfig()
 
