@@ -11,6 +11,11 @@ eventual first conversions of the horizon's persons (30 days of follow-up):
 * ``static plan``: the bundle's plan for the whole horizon, never updated;
 * ``posterior mean``, ``flat bid``, ``thompson``, ``logged uniform``: the
   baselines of gaelp_bayes.plan.baselines, static;
+* ``ppo``: the model-free baseline (``rl`` extra): PPO trained for
+  ``--ppo-steps`` hourly steps in the posterior simulator (episodes of
+  posterior draws, gaelp_bayes.plan.ppo), then acting every hour in the true
+  world on what an advertiser observes (skipped with ``--ppo-steps 0`` or
+  without stable-baselines3);
 * ``oracle``: the same planner given the true parameters.
 
 Usage::
@@ -36,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--draws", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1])
     ap.add_argument("--plot", default=None)
+    ap.add_argument("--ppo-steps", type=int, default=40320)
     a = ap.parse_args(argv)
 
     from gaelp_bayes.plan import baselines as bl
@@ -58,8 +64,11 @@ def main(argv: list[str] | None = None) -> None:
         def __init__(self, pol):
             self.pol = pol
 
+            self.hourly = bool(getattr(pol, "hourly", False))
+
         def __call__(self, d, obs):
-            return np.asarray(self.pol(d, obs))[:, ci][:, :, si]
+            b = np.asarray(self.pol(d, obs))
+            return b[ci][:, si] if self.hourly else b[:, ci][:, :, si]
 
     fd = fluid.prepare(p, a.days)
     logged, _ = bl.logged_bids(b, p.channels)
@@ -71,10 +80,22 @@ def main(argv: list[str] | None = None) -> None:
         "logged uniform": bl.uniform_logged(p, logged, a.budget, a.days, fd),
     }
     oracle = plan_schedule(truth, a.budget, a.days).bids
+    ppo = None
+    if a.ppo_steps > 0:
+        try:
+            from gaelp_bayes.plan.ppo import train_ppo
+
+            t1 = time.perf_counter()
+            ppo = train_ppo(p, a.budget, a.days, steps=a.ppo_steps, seed=0)
+            print(f"PPO: {a.ppo_steps} steps trained in {time.perf_counter() - t1:.0f} s")
+        except Exception as e:  # the rl extra is optional
+            print(f"PPO skipped: {e}")
     results: dict[str, list] = {}
     for seed in a.seeds:
         pols = {"closed loop": Aligned(SpendCalibratedPlanner(p, a.budget, a.days, seed=seed))}
         pols.update({k: static_policy(aligned(v)) for k, v in static.items()})
+        if ppo is not None:
+            pols["ppo"] = Aligned(ppo)
         pols["oracle"] = static_policy(oracle)
         for name, pol in pols.items():
             results.setdefault(name, []).append(run_loop(truth, pol, a.budget, a.days, seed=seed))

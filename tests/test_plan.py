@@ -412,3 +412,55 @@ def test_closed_loop_keeps_executed_days_and_the_budget(small_world, truth, trut
     assert r.conversions_by_day.size == DAYS + 30 and r.conversions > 0
     none = run_loop(truth, static_policy(np.zeros_like(pol.bids)), 200.0, DAYS, seed=4)
     assert none.spend == 0.0
+
+
+def test_hourly_policy_meets_the_same_random_numbers_as_daily(truth, oracle_plan):
+    """run_loop's hourly path (the PPO baseline's) executes a schedule exactly as the daily one."""
+    from gaelp_bayes.plan.loop import run_loop, static_policy
+
+    res, budget = oracle_plan
+    bids = np.asarray(res.bids, np.float32)
+    seen = []
+
+    class Hourly:
+        hourly = True
+
+        def __call__(self, t, history):
+            seen.append(history.shape)
+            return bids[t // 24, t % 24]
+
+    daily = run_loop(truth, static_policy(bids), budget, DAYS, seed=5)
+    hourly = run_loop(truth, Hourly(), budget, DAYS, seed=5)
+    assert seen[0] == (4, 0) and seen[-1] == (4, DAYS * 24 - 1)
+    np.testing.assert_allclose(hourly.wins_by_day, daily.wins_by_day)
+    np.testing.assert_allclose(hourly.conversions_by_day, daily.conversions_by_day)
+    np.testing.assert_allclose(hourly.spend_by_day, daily.spend_by_day, rtol=1e-4)
+    assert hourly.spend <= budget * (1 + 1e-5)
+
+
+def test_ppo_baseline_trains_and_runs_in_the_true_world(truth, truth_bundle):
+    """The model-free baseline (``rl`` extra): trains on posterior draws, bids within its box."""
+    pytest.importorskip("stable_baselines3")
+    from gaelp_bayes.plan.loop import run_loop
+    from gaelp_bayes.plan.ppo import train_ppo
+    from gaelp_bayes.sim import from_bundle
+
+    p = from_bundle(truth_bundle, draws=K, seed=2)
+    pol = train_ppo(p, 100.0, 2, steps=96, seed=0, follow_days=2)
+    ci = [p.channels.index(c) for c in truth.channels]
+    si = [p.segments.index(s) for s in truth.segments]
+    bids = []
+
+    class Aligned:
+        hourly = True
+
+        def __call__(self, t, history):
+            b = pol(t, history)
+            bids.append(b)
+            return b[ci][:, si]
+
+    r = run_loop(truth, Aligned(), 100.0, 2, seed=1)
+    b = np.stack(bids)
+    assert b.shape == (48, p.n_channels, p.n_segments) and np.isfinite(b).all()
+    assert (b >= 0).all() and (b <= pol.max_multiplier * pol.base.max() * (1 + 1e-6)).all()
+    assert 0 < r.spend <= 100.0 * (1 + 1e-5)

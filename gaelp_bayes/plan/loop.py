@@ -36,7 +36,7 @@ from gaelp_bayes.sim.params import HOURS, SimParams
 jax = fluid.jax
 jnp = fluid.jnp
 
-Policy = Callable[[int, dict[str, list[float]]], np.ndarray]
+Policy = Callable[[int, Any], np.ndarray]
 
 
 @dataclass
@@ -63,7 +63,14 @@ def run_loop(
     seed: int = 0,
     follow_days: int = 30,
 ) -> LoopResult:
-    """Execute ``policy`` day by day in the true world (sample mode, budget stop)."""
+    """Execute ``policy`` day by day in the true world (sample mode, budget stop).
+
+    A daily policy is called as ``policy(day, obs)`` and returns the day's
+    bids ``(24, C, S)``. A policy with ``hourly = True`` (e.g. the PPO
+    baseline) is called every hour as ``policy(t, history)`` with the hourly
+    spend, wins, clicks and conversions so far ``(4, t)`` and returns
+    ``(C, S)``; both kinds use the same random numbers.
+    """
     from gaelp_bayes.sim import as_jax, capacity, init_state, sample_persons, step
 
     p = as_jax(truth)
@@ -90,12 +97,27 @@ def run_loop(
 
         return jax.lax.scan(body, state, None, length=follow_days * HOURS)
 
+    @jax.jit
+    def one_hour(state, bids_hour, key):
+        return step(p, persons, state, bids_hour, key, b, mode="sample")
+
+    hourly = bool(getattr(policy, "hourly", False))
+    history = np.zeros((4, days * HOURS))  # spend, wins, clicks, conversions per hour
     obs: dict[str, list[float]] = {"spend": [], "wins": []}
     conv, spend, wins = [], [], []
     day_keys = jax.random.split(k_ads, days)
     for d in range(days):
-        bids = jnp.asarray(policy(d, obs), jnp.float32)
-        state, out = one_day(state, bids, day_keys[d])
+        if hourly:  # same keys as the daily scan: common random numbers with daily policies
+            hour_keys = jax.random.split(day_keys[d], HOURS)
+            for h in range(HOURS):
+                t = d * HOURS + h
+                bids_h = jnp.asarray(policy(t, history[:, :t]), jnp.float32)
+                state, o = one_hour(state, bids_h, hour_keys[h])
+                history[:, t] = [float(x) for x in o]
+            out = type(o)(*(history[i, d * HOURS : (d + 1) * HOURS] for i in range(4)))
+        else:
+            bids = jnp.asarray(policy(d, obs), jnp.float32)
+            state, out = one_day(state, bids, day_keys[d])
         spend.append(float(out.spend.sum()))
         wins.append(float(out.wins.sum()))
         conv.append(float(out.conversions.sum()))

@@ -84,6 +84,49 @@ def rough_spend(params: SimParams, days: int, base: np.ndarray) -> float:
     return float(per_hour * days * HOURS)
 
 
+def observation(
+    hist: np.ndarray,
+    t: int,
+    spend: np.ndarray,
+    budget: float,
+    days: int,
+    arrivals: float,
+    delay: int,
+) -> np.ndarray:
+    """The advertiser's view after ``t`` hours (:data:`OBS_FIELDS`), shape ``(n, F)``.
+
+    ``hist`` is ``(4, n, days x 24)``: spend, wins, clicks and conversions per
+    hour so far; ``spend`` the total spend ``(n,)``; conversions are seen
+    ``delay`` hours late. Spend is relative to even pacing of ``budget``,
+    counts to ``arrivals`` (expected persons per day).
+    """
+    horizon = days * HOURS
+    n = hist.shape[1]
+    pace_h = budget / horizon
+    pace_d = budget / days
+    scale = max(arrivals, 1e-9)
+    last = slice(max(t - 1, 0), t)
+    day = slice(max(t - HOURS, 0), t)
+    rep_end = max(t - delay, 0)
+    rep = slice(max(rep_end - HOURS, 0), rep_end)
+    obs = np.stack(
+        [
+            np.full(n, (t % HOURS) / (HOURS - 1)),
+            np.full(n, t / horizon),
+            np.maximum(budget - spend, 0.0) / budget,
+            hist[0, :, last].sum(axis=-1) / pace_h,
+            hist[0, :, day].sum(axis=-1) / pace_d,
+            hist[1, :, last].sum(axis=-1) / scale,
+            hist[1, :, day].sum(axis=-1) / scale,
+            hist[2, :, day].sum(axis=-1) / scale,
+            hist[3, :, rep].sum(axis=-1) / scale,
+            hist[3, :, :rep_end].sum(axis=-1) / scale,
+        ],
+        axis=-1,
+    )
+    return np.clip(obs, 0.0, _OBS_HIGH).astype(np.float32)
+
+
 class _Batch:
     """Jitted, vmapped reset/step/follow-up functions for a batch of draws."""
 
@@ -193,31 +236,9 @@ class _Episodes:
         return reward, np.full(self.n, done)
 
     def observe(self) -> np.ndarray:
-        t = self.t
-        hist = self.hist
-        pace_h = self.budget / self.horizon
-        pace_d = self.budget / self.days
-        scale = max(self.arrivals, 1e-9)
-        last = slice(max(t - 1, 0), t)
-        day = slice(max(t - HOURS, 0), t)
-        rep_end = max(t - self.delay, 0)
-        rep = slice(max(rep_end - HOURS, 0), rep_end)
-        obs = np.stack(
-            [
-                np.full(self.n, (t % HOURS) / (HOURS - 1)),
-                np.full(self.n, t / self.horizon),
-                np.maximum(self.budget - self.spend, 0.0) / self.budget,
-                hist[0, :, last].sum(axis=-1) / pace_h,
-                hist[0, :, day].sum(axis=-1) / pace_d,
-                hist[1, :, last].sum(axis=-1) / scale,
-                hist[1, :, day].sum(axis=-1) / scale,
-                hist[2, :, day].sum(axis=-1) / scale,
-                hist[3, :, rep].sum(axis=-1) / scale,
-                hist[3, :, :rep_end].sum(axis=-1) / scale,
-            ],
-            axis=-1,
+        return observation(
+            self.hist, self.t, self.spend, self.budget, self.days, self.arrivals, self.delay
         )
-        return np.clip(obs, 0.0, _OBS_HIGH).astype(np.float32)
 
     def info(self, i: int) -> dict[str, Any]:
         return {
