@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gaelp_bayes.config import SamplerConfig
@@ -32,6 +33,65 @@ def setup_jax(n_devices: int | None = None) -> None:
     _CONFIGURED = True
 
 
+@dataclass
+class WarmStart:
+    """What a finished NUTS run learned, to start a run on similar data cheaply.
+
+    Multiple imputation fits the same model once per identity draw; the
+    posteriors differ little, so the later fits reuse the first fit's step
+    size and (diagonal) inverse mass matrix, start every chain at the first
+    fit's last draw of that chain, and need only a short warm-up that adapts
+    the step size (:func:`imputation_sampler`).
+    """
+
+    step_size: float
+    inverse_mass_matrix: Any  # numpyro's {sites: (D,)} (chain average)
+    z: dict[str, Any]  # unconstrained values per site, leading chain axis
+
+    @classmethod
+    def from_mcmc(cls, mcmc: Any) -> WarmStart:
+        import jax
+        import jax.numpy as jnp
+
+        st = mcmc.last_state
+        imm = jax.tree_util.tree_map(
+            lambda x: jnp.mean(x, axis=0) if x.ndim > 1 else x, st.adapt_state.inverse_mass_matrix
+        )
+        ss = float(jnp.mean(st.adapt_state.step_size))
+        z = st.z if mcmc.num_chains > 1 else jax.tree_util.tree_map(lambda x: x[None], st.z)
+        return cls(ss, imm, dict(z))
+
+
+def _fits(warm: WarmStart, model: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
+    """Whether ``model`` has exactly the latent sites (and shapes) of ``warm``."""
+    import numpy as np
+    from numpyro import handlers
+
+    tr = handlers.trace(handlers.seed(model, 0)).get_trace(**kwargs)
+    latent = {
+        k: np.shape(v["value"])
+        for k, v in tr.items()
+        if v["type"] == "sample" and not v["is_observed"]
+    }
+    return latent == {k: tuple(np.shape(v)[1:]) for k, v in warm.z.items()}
+
+
+def imputation_sampler(sampler: SamplerConfig, k: int, n: int) -> SamplerConfig:
+    """Sampler settings of imputation fit ``k`` of ``n`` (multiple imputation).
+
+    The pooled posterior keeps about ``draws`` per chain in all: each fit
+    draws ``ceil(draws / n)`` (at least ``min(draws, 250)``); fit 0 warms up
+    fully, later fits start from fit 0 (:class:`WarmStart`) with a warm-up of
+    ``max(100, tune // 5)`` (at most ``tune``). Seeds are ``seed + k``.
+    """
+    import dataclasses
+    import math
+
+    draws = max(math.ceil(sampler.draws / n), min(sampler.draws, 250))
+    tune = sampler.tune if k == 0 else min(sampler.tune, max(100, sampler.tune // 5))
+    return dataclasses.replace(sampler, draws=draws, tune=tune, seed=sampler.seed + k)
+
+
 def run_nuts(
     model: Callable[..., Any],
     sampler: SamplerConfig,
@@ -40,11 +100,15 @@ def run_nuts(
     coords: dict[str, Any] | None = None,
     dims: dict[str, list[str]] | None = None,
     init_values: dict[str, Any] | None = None,
+    warm_start: WarmStart | None = None,
+    state_out: list | None = None,
 ):
     """Sample ``model`` with NUTS and return an ArviZ ``InferenceData``.
 
     Chains run in parallel when there are enough host devices, else
-    sequentially (same draws either way, for a given seed).
+    sequentially (same draws either way, for a given seed). With
+    ``warm_start`` the run starts from it (step size re-adapted, mass matrix
+    kept); a :class:`WarmStart` of this run is appended to ``state_out``.
     """
     setup_jax()
     import arviz as az
@@ -52,7 +116,16 @@ def run_nuts(
     from numpyro.infer import MCMC, NUTS, init_to_median, init_to_value
 
     init = init_to_value(values=init_values) if init_values else init_to_median()
-    kernel = NUTS(model, target_accept_prob=sampler.target_accept, init_strategy=init)
+    kw: dict[str, Any] = {}
+    if warm_start is not None and not _fits(warm_start, model, model_kwargs or {}):
+        warm_start = None  # other latent sites (e.g. a data-dependent parametrization)
+    if warm_start is not None:
+        kw = {
+            "step_size": warm_start.step_size,
+            "inverse_mass_matrix": warm_start.inverse_mass_matrix,
+            "adapt_mass_matrix": False,
+        }
+    kernel = NUTS(model, target_accept_prob=sampler.target_accept, init_strategy=init, **kw)
     method = "parallel" if jax.local_device_count() >= sampler.chains else "sequential"
     mcmc = MCMC(
         kernel,
@@ -62,5 +135,12 @@ def run_nuts(
         chain_method=method,
         progress_bar=sampler.progress,
     )
-    mcmc.run(jax.random.PRNGKey(sampler.seed), **(model_kwargs or {}))
+    init_params = None
+    if warm_start is not None:
+        init_params = warm_start.z
+        if sampler.chains == 1:
+            init_params = {k: v[0] for k, v in init_params.items()}
+    mcmc.run(jax.random.PRNGKey(sampler.seed), init_params=init_params, **(model_kwargs or {}))
+    if state_out is not None:
+        state_out.append(WarmStart.from_mcmc(mcmc))
     return az.from_numpyro(mcmc, coords=coords, dims=dims)
