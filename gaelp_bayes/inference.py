@@ -54,11 +54,12 @@ class WarmStart:
         import jax.numpy as jnp
 
         st = mcmc.last_state
+        many = mcmc.num_chains > 1  # then every leaf has a leading chain axis
         imm = jax.tree_util.tree_map(
-            lambda x: jnp.mean(x, axis=0) if x.ndim > 1 else x, st.adapt_state.inverse_mass_matrix
+            lambda x: jnp.mean(x, axis=0) if many else x, st.adapt_state.inverse_mass_matrix
         )
         ss = float(jnp.mean(st.adapt_state.step_size))
-        z = st.z if mcmc.num_chains > 1 else jax.tree_util.tree_map(lambda x: x[None], st.z)
+        z = st.z if many else jax.tree_util.tree_map(lambda x: x[None], st.z)
         return cls(ss, imm, dict(z))
 
 
