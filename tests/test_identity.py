@@ -133,16 +133,19 @@ def test_generic_fellegi_sunter_recovers_m_u_and_calibrates():
         FellegiSunter(["f0"]).posterior_draws()
 
 
-def test_numpyro_and_pymc_log_densities_agree():
+@pytest.mark.parametrize("n", [1500, 30000])
+def test_numpyro_and_pymc_log_densities_agree(n):
+    """Non-centred (few pairs per group) and centred (many) logit(lambda) alike."""
     pytest.importorskip("pymc")
     import jax
     from numpyro.infer.util import log_density
 
     rng = np.random.default_rng(1)
-    df, *_ = _simulate_patterns(rng, n=3000)
+    df, *_ = _simulate_patterns(rng, n=n)
     df["grp"] = rng.integers(0, 3, len(df))
     pat = pattern_counts(df, ["f0", "f1", "f2"], group="grp", label="label")
     data = _to_arrays(pat, ["f0", "f1", "f2"], "grp")
+    assert data.centered == (n == 30000)  # about n / 3 pairs per group
     priors = FSPriors()
     model = build_pymc(data, priors)
     logp = model.compile_logp(jacobian=False)
@@ -152,8 +155,11 @@ def test_numpyro_and_pymc_log_densities_agree():
             point = {
                 "lambda_mu": rng.normal(-1, 1),
                 "lambda_sigma": rng.gamma(2.0, 0.3),
-                "lambda_z": rng.normal(size=data.n_groups),
             }
+            if data.centered:
+                point["lambda_logit"] = rng.normal(-1, 1, size=data.n_groups)
+            else:
+                point["lambda_z"] = rng.normal(size=data.n_groups)
             for f, L in zip(data.fields, data.levels, strict=True):
                 for c in ("m", "u"):
                     point[f"{c}_base_raw_{f}"] = rng.gamma(1.0, 1.0, size=L)

