@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from gaelp_bayes.plan import baselines as bl
     from gaelp_bayes.plan import fluid
-    from gaelp_bayes.plan.loop import SpendCalibratedPlanner, run_loop, static_policy
+    from gaelp_bayes.plan.loop import AlignedPolicy, SpendCalibratedPlanner, run_loop, static_policy
     from gaelp_bayes.plan.planner import plan_schedule
     from gaelp_bayes.plan.run import load_params
     from gaelp_bayes.sim import from_world
@@ -59,16 +59,6 @@ def main(argv: list[str] | None = None) -> None:
 
     def aligned(x):
         return np.asarray(x)[:, :, ci][:, :, :, si]
-
-    class Aligned:
-        def __init__(self, pol):
-            self.pol = pol
-
-            self.hourly = bool(getattr(pol, "hourly", False))
-
-        def __call__(self, d, obs):
-            b = np.asarray(self.pol(d, obs))
-            return b[ci][:, si] if self.hourly else b[:, ci][:, :, si]
 
     fd = fluid.prepare(p, a.days)
     logged, _ = bl.logged_bids(b, p.channels)
@@ -92,10 +82,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"PPO skipped: {e}")
     results: dict[str, list] = {}
     for seed in a.seeds:
-        pols = {"closed loop": Aligned(SpendCalibratedPlanner(p, a.budget, a.days, seed=seed))}
+        pols = {
+            "closed loop": AlignedPolicy(
+                SpendCalibratedPlanner(p, a.budget, a.days, seed=seed), ci, si
+            )
+        }
         pols.update({k: static_policy(aligned(v)) for k, v in static.items()})
         if ppo is not None:
-            pols["ppo"] = Aligned(ppo)
+            pols["ppo"] = AlignedPolicy(ppo, ci, si)
         pols["oracle"] = static_policy(oracle)
         for name, pol in pols.items():
             results.setdefault(name, []).append(run_loop(truth, pol, a.budget, a.days, seed=seed))

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--replicates", type=int, default=8)
     a = ap.parse_args(argv)
 
-    from gaelp_bayes.plan.loop import run_loop, static_policy
+    from gaelp_bayes.plan.loop import AlignedPolicy, run_loop, static_policy
     from gaelp_bayes.plan.planner import plan_schedule
     from gaelp_bayes.plan.ppo import train_ppo
     from gaelp_bayes.plan.run import load_params
@@ -50,16 +50,10 @@ def main(argv: list[str] | None = None) -> None:
         ppo = train_ppo(p, a.budget, a.days, steps=a.ppo_steps, seed=0)
         train_s = time.perf_counter() - t0
 
-        class Aligned:
-            hourly = True
-
-            def __call__(self, t, history):
-                return ppo(t, history)[ci][:, si]
-
         pols = {
             "oracle": static_policy(plan_schedule(truth, a.budget, a.days).bids),
             "plan": static_policy(plan),
-            "ppo": Aligned(),
+            "ppo": AlignedPolicy(ppo, ci, si),
         }
         res = {
             k: [run_loop(truth, pol, a.budget, a.days, seed=r) for r in range(a.replicates)]

@@ -441,7 +441,7 @@ def test_hourly_policy_meets_the_same_random_numbers_as_daily(truth, oracle_plan
 def test_ppo_baseline_trains_and_runs_in_the_true_world(truth, truth_bundle):
     """The model-free baseline (``rl`` extra): trains on posterior draws, bids within its box."""
     pytest.importorskip("stable_baselines3")
-    from gaelp_bayes.plan.loop import run_loop
+    from gaelp_bayes.plan.loop import AlignedPolicy, run_loop
     from gaelp_bayes.plan.ppo import train_ppo
     from gaelp_bayes.sim import from_bundle
 
@@ -451,15 +451,14 @@ def test_ppo_baseline_trains_and_runs_in_the_true_world(truth, truth_bundle):
     si = [p.segments.index(s) for s in truth.segments]
     bids = []
 
-    class Aligned:
+    class Recorded:
         hourly = True
 
         def __call__(self, t, history):
-            b = pol(t, history)
-            bids.append(b)
-            return b[ci][:, si]
+            bids.append(pol(t, history))
+            return bids[-1]
 
-    r = run_loop(truth, Aligned(), 100.0, 2, seed=1)
+    r = run_loop(truth, AlignedPolicy(Recorded(), ci, si), 100.0, 2, seed=1)
     b = np.stack(bids)
     assert b.shape == (48, p.n_channels, p.n_segments) and np.isfinite(b).all()
     assert (b >= 0).all() and (b <= pol.max_multiplier * pol.base.max() * (1 + 1e-6)).all()

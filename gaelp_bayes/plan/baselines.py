@@ -14,8 +14,9 @@ fluid model at most the budget; execution stops at the budget):
 * :func:`posterior_mean` — the planner given the posterior mean only;
 * :func:`oracle` — the planner given the true parameters (evaluation only).
 
-A model-free PPO agent (``rl`` extra) is not part of this module; see
-docs/planner.md.
+A model-free PPO agent (``rl`` extra) is in :mod:`gaelp_bayes.plan.ppo`: it is
+trained for minutes and acts hourly, so it runs in the benchmarks, not in the
+plan summary (docs/planner.md).
 """
 
 from __future__ import annotations

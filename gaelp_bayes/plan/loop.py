@@ -181,3 +181,20 @@ class SpendCalibratedPlanner:
         if self.bids is None or d % self.replan_every == 0:
             self._replan(d)
         return self.bids[d]
+
+
+class AlignedPolicy:
+    """Execute a policy written in one channel/segment order in another world's order.
+
+    ``channels``/``segments`` are index lists: position ``i`` of the world
+    takes the policy's ``channels[i]`` (e.g. a bundle's plan in the true
+    world, whose order may differ). Works for daily and hourly policies.
+    """
+
+    def __init__(self, policy: Policy, channels: list[int], segments: list[int]):
+        self.policy, self.ci, self.si = policy, list(channels), list(segments)
+        self.hourly = bool(getattr(policy, "hourly", False))
+
+    def __call__(self, t: int, obs: Any) -> np.ndarray:
+        b = np.asarray(self.policy(t, obs))
+        return b[..., self.ci, :][..., self.si]
