@@ -17,6 +17,7 @@ stable-baselines3 and torch come with the ``rl`` extra
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,10 @@ def train_ppo(
         "MlpPolicy", venv, n_steps=n_steps, batch_size=batch, gamma=gamma,
         gae_lambda=0.98, seed=seed, verbose=verbose, device="cpu",
     )  # fmt: skip
+    # a logger of our own: SB3's default one creates a folder under /tmp on every run
+    from stable_baselines3.common.logger import HumanOutputFormat, Logger
+
+    model.set_logger(Logger(None, [HumanOutputFormat(sys.stdout)] if verbose else []))
     model.learn(total_timesteps=max(int(steps), n_steps))
     venv.training = False
     return PPOPolicy(
