@@ -77,6 +77,23 @@ def _fits(warm: WarmStart, model: Callable[..., Any], kwargs: dict[str, Any]) ->
     return latent == {k: tuple(np.shape(v)[1:]) for k, v in warm.z.items()}
 
 
+def pooled_normal(name: str, mu: Any, sigma: Any, shape: list[int], centered: bool, z_name: str):
+    """Partial pooling of ``name ~ Normal(mu, sigma)`` (NumPyro), centred or not.
+
+    Centred: ``name`` is sampled. Non-centred: ``z_name ~ Normal(0, 1)`` is
+    sampled and ``name = mu + sigma * z`` recorded. Centred suits groups
+    whose data pin their value; non-centred groups with little data (funnel).
+    """
+    import numpyro
+    import numpyro.distributions as dist
+
+    n = len(shape)
+    if centered:
+        return numpyro.sample(name, dist.Normal(mu, sigma).expand(shape).to_event(n))
+    z = numpyro.sample(z_name, dist.Normal(0.0, 1.0).expand(shape).to_event(n))
+    return numpyro.deterministic(name, mu + sigma * z)
+
+
 def imputation_sampler(sampler: SamplerConfig, k: int, n: int) -> SamplerConfig:
     """Sampler settings of imputation fit ``k`` of ``n`` (multiple imputation).
 

@@ -364,12 +364,11 @@ def latency_model(
     if centered is None:
         centered = centered_for(cfg, n_segments, count, event, seg)
 
+    from gaelp_bayes.inference import pooled_normal
+
     def pooled(name, mu, sigma, shape):
         """Partial pooling of ``name`` around ``mu`` (centered or non-centered)."""
-        if centered:
-            return numpyro.sample(name, dist.Normal(mu, sigma).expand(shape).to_event(len(shape)))
-        z = numpyro.sample(f"z_{name}", dist.Normal(0, 1).expand(shape).to_event(len(shape)))
-        return numpyro.deterministic(name, mu + sigma * z)
+        return pooled_normal(name, mu, sigma, shape, centered, f"z_{name}")
 
     eta = None
     if cfg.cure:

@@ -234,15 +234,11 @@ def fs_model(
     import numpyro
     import numpyro.distributions as dist
 
+    from gaelp_bayes.inference import pooled_normal
+
     mu = numpyro.sample("lambda_mu", dist.Normal(priors.lambda_logit_mean, priors.lambda_logit_sd))
     sigma = numpyro.sample("lambda_sigma", dist.HalfNormal(priors.lambda_pool_sd))
-    if centered:
-        logit_lam = numpyro.sample(
-            "lambda_logit", dist.Normal(mu, sigma).expand([n_groups]).to_event(1)
-        )
-    else:
-        z = numpyro.sample("lambda_z", dist.Normal(0.0, 1.0).expand([n_groups]).to_event(1))
-        logit_lam = mu + sigma * z
+    logit_lam = pooled_normal("lambda_logit", mu, sigma, [n_groups], centered, "lambda_z")
     numpyro.deterministic("lambda", jax.nn.sigmoid(logit_lam))
     log_m = 0.0
     log_u = 0.0
