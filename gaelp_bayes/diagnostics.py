@@ -24,6 +24,25 @@ class Diagnostics:
     draws: int
     var_names: tuple[str, ...] = ()  # the posterior variables these figures cover
 
+    @classmethod
+    def pooled(cls, fits: list[Diagnostics], var_names: tuple[str, ...] = ()) -> Diagnostics:
+        """Diagnostics of independent fits pooled into one posterior (multiple imputation).
+
+        ESS adds over independent runs: the sum of each fit's smallest ESS is a
+        lower bound of the pooled one. R-hat is the worst within a fit (the
+        fits differ by design, so R-hat across them would measure the
+        imputation, not convergence). Divergences and draws add up.
+        """
+        return cls(
+            max_rhat=max(d.max_rhat for d in fits),
+            min_ess_bulk=sum(d.min_ess_bulk for d in fits),
+            min_ess_tail=sum(d.min_ess_tail for d in fits),
+            divergences=sum(d.divergences for d in fits),
+            chains=fits[0].chains,
+            draws=sum(d.draws for d in fits),
+            var_names=tuple(var_names),
+        )
+
     @property
     def problems(self) -> list[str]:
         out = []

@@ -856,19 +856,9 @@ class LatencyModel:
             const[name] = sum(f.idata.constant_data[name] for f in fits) / len(fits)
         const.attrs["identity_draws"] = len(fits)
         ds = [f.diagnostics() for f in fits]
-        # ESS adds over independent runs: the sum of each fit's smallest ESS is a
-        # lower bound of the pooled one; R-hat is the worst within a fit (the fits
-        # differ by design, so R-hat across them would measure the imputation)
         self.data_ = fits[0].data_
         self._idata = idata
-        self._diagnostics = Diagnostics(
-            max_rhat=max(d.max_rhat for d in ds),
-            min_ess_bulk=sum(d.min_ess_bulk for d in ds),
-            min_ess_tail=sum(d.min_ess_tail for d in ds),
-            divergences=sum(d.divergences for d in ds),
-            chains=ds[0].chains,
-            draws=sum(d.draws for d in ds),
-        )
+        self._diagnostics = Diagnostics.pooled(ds)
         return self
 
     def _coords(self, data: LatencyData) -> tuple[dict, dict]:

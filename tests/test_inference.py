@@ -68,3 +68,14 @@ def test_warm_start_of_another_model_falls_back_to_a_cold_start():
     run_nuts(_model, s, model_kwargs={"y": y}, state_out=states)
     idata = run_nuts(_other, s, model_kwargs={"y": float(y.mean())}, warm_start=states[0])
     assert idata.posterior["mu"].shape == (1, 100, 2)
+
+
+def test_pooled_diagnostics_add_ess_and_keep_the_worst_rhat():
+    from gaelp_bayes.diagnostics import Diagnostics
+
+    a = Diagnostics(1.004, 250.0, 300.0, 1, 2, 250)
+    b = Diagnostics(1.012, 220.0, 180.0, 0, 2, 250)
+    p = Diagnostics.pooled([a, b], ("mu",))
+    assert (p.max_rhat, p.min_ess_bulk, p.min_ess_tail) == (1.012, 470.0, 480.0)
+    assert (p.divergences, p.chains, p.draws, p.var_names) == (1, 2, 500, ("mu",))
+    assert p.problems == ["max R-hat 1.012 > 1.01", "1 divergent transitions"]

@@ -54,6 +54,22 @@ def _as_draws(params: SimParams, replicates: int) -> SimParams:
     return params
 
 
+def subsample(params: SimParams, days: int, max_persons: float | None) -> tuple[SimParams, float]:
+    """Scale every arrival rate by ``f`` so at most ``max_persons`` are expected in ``days``.
+
+    Returns the scaled parameters and ``f`` (1 when no scaling is needed);
+    budgets scale by ``f`` and totals by ``1 / f`` (module docstring).
+    """
+    lam = float(np.max(np.sum(np.asarray(params.arrival_rate), axis=-1)))
+    expected = lam * days
+    f = 1.0 if max_persons is None or expected <= max_persons else float(max_persons / expected)
+    scaled = params.replace(
+        arrival_rate=np.asarray(params.arrival_rate) * f,
+        untouched_rate=np.asarray(params.untouched_rate) * f,
+    )
+    return scaled, f
+
+
 def simulate_schedules(
     params: SimParams,
     schedules: dict[str, np.ndarray],
@@ -77,14 +93,8 @@ def simulate_schedules(
 
     p = _as_draws(params, replicates)
     K = int(p.n_draws)
-    lam = float(np.max(np.sum(np.asarray(p.arrival_rate), axis=-1)))
     days = int(next(iter(schedules.values())).shape[0])
-    expected = lam * days
-    f = 1.0 if max_persons is None or expected <= max_persons else float(max_persons / expected)
-    ps = p.replace(
-        arrival_rate=np.asarray(p.arrival_rate) * f,
-        untouched_rate=np.asarray(p.untouched_rate) * f,
-    )
+    ps, f = subsample(p, days, max_persons)
     pj = as_jax(ps)
     n_max = capacity(ps, days)
     key = jax.random.key(seed)

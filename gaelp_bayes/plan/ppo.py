@@ -96,8 +96,8 @@ def train_ppo(
     and the last step also collects ``follow_days`` days of conversions.
 
     Training episodes simulate at most ``max_persons`` expected persons: a
-    fraction ``f`` of every arrival rate and of the budget (as in
-    :func:`gaelp_bayes.plan.evaluate.simulate_schedules`). The observations
+    fraction ``f`` of every arrival rate and of the budget
+    (:func:`gaelp_bayes.plan.evaluate.subsample`, as the plan summary does). The observations
     are relative to the budget and to the arrivals, so they keep their
     scale; the returned policy acts at full scale.
     """
@@ -105,14 +105,10 @@ def train_ppo(
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
+    from gaelp_bayes.plan.evaluate import subsample
     from gaelp_bayes.sim.env import BidPlanningEnv
 
-    lam = float(np.max(np.sum(np.asarray(params.arrival_rate), axis=-1)))
-    f = 1.0 if max_persons is None or lam * days <= max_persons else max_persons / (lam * days)
-    small = params.replace(
-        arrival_rate=np.asarray(params.arrival_rate) * f,
-        untouched_rate=np.asarray(params.untouched_rate) * f,
-    )
+    small, f = subsample(params, days, max_persons)
 
     def make():
         env = BidPlanningEnv(
