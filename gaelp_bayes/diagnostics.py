@@ -81,8 +81,10 @@ def diagnose(idata, var_names: list[str] | None = None) -> Diagnostics:
         return float(fn(np.array(vals))) if vals else float("nan")
 
     div = 0
-    if hasattr(idata, "sample_stats") and "diverging" in idata.sample_stats:
-        div = int(idata.sample_stats["diverging"].values.sum())
+    if hasattr(idata, "sample_stats"):  # "<part>_diverging": a merged run (merge_independent)
+        for v in idata.sample_stats.data_vars:
+            if v == "diverging" or v.endswith("_diverging"):
+                div += int(idata.sample_stats[v].values.sum())
     return Diagnostics(
         max_rhat=agg(rhat, np.nanmax),
         min_ess_bulk=agg(ess_b, np.nanmin),

@@ -94,6 +94,43 @@ def pooled_normal(name: str, mu: Any, sigma: Any, shape: list[int], centered: bo
     return numpyro.deterministic(name, mu + sigma * z)
 
 
+def merge_independent(first, second, prefix: str):
+    """One InferenceData from two runs whose posteriors are independent.
+
+    When a model's parameters split into two groups that share nothing (no
+    parameter, no prior, no likelihood term), its posterior is the product of
+    the groups' posteriors, so draws of the two runs may be paired by chain
+    and draw index. The posterior, log-likelihood and observed data are
+    merged; the second run's sampler statistics are kept under ``prefix``
+    (e.g. ``ctr_diverging``). :func:`gaelp_bayes.diagnostics.diagnose` counts
+    the divergences of both.
+    """
+    import xarray as xr
+
+    a, b = first.posterior, second.posterior
+    if (a.sizes["chain"], a.sizes["draw"]) != (b.sizes["chain"], b.sizes["draw"]):
+        raise ValueError(
+            "merge_independent needs the same chains and draws in both runs, got "
+            f"{a.sizes['chain']}x{a.sizes['draw']} and {b.sizes['chain']}x{b.sizes['draw']}"
+        )
+    out = first.copy()
+    out.posterior = xr.merge([a, b.assign_coords(chain=a.chain, draw=a.draw)])
+    for group in ("log_likelihood", "observed_data"):
+        parts = [getattr(x, group) for x in (first, second) if hasattr(x, group)]
+        if len(parts) == 2:
+            setattr(out, group, xr.merge(parts))
+        elif parts and not hasattr(out, group):
+            out.add_groups({group: parts[0]})
+    if hasattr(second, "sample_stats"):
+        st = second.sample_stats.assign_coords(chain=a.chain, draw=a.draw)
+        renamed = st.rename({v: prefix + v for v in st.data_vars})
+        if hasattr(first, "sample_stats"):
+            out.sample_stats = xr.merge([first.sample_stats, renamed])
+        else:
+            out.add_groups({"sample_stats": renamed})
+    return out
+
+
 def imputation_sampler(sampler: SamplerConfig, k: int, n: int) -> SamplerConfig:
     """Sampler settings of imputation fit ``k`` of ``n`` (multiple imputation).
 

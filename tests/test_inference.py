@@ -79,3 +79,34 @@ def test_pooled_diagnostics_add_ess_and_keep_the_worst_rhat():
     assert (p.max_rhat, p.min_ess_bulk, p.min_ess_tail) == (1.012, 470.0, 480.0)
     assert (p.divergences, p.chains, p.draws, p.var_names) == (1, 2, 500, ("mu",))
     assert p.problems == ["max R-hat 1.012 > 1.01", "1 divergent transitions"]
+
+
+def _second(x=None):
+    import numpyro
+    import numpyro.distributions as dist
+
+    nu = numpyro.sample("nu", dist.Normal(3.0, 1.0))
+    numpyro.sample("x", dist.Normal(nu, 1.0), obs=x)
+
+
+def test_merge_independent_pairs_draws_and_counts_both_runs_divergences():
+    from gaelp_bayes.diagnostics import diagnose
+    from gaelp_bayes.inference import merge_independent
+
+    rng = np.random.default_rng(0)
+    s = SamplerConfig(draws=200, tune=200, chains=2, seed=1)
+    a = run_nuts(_model, s, model_kwargs={"y": rng.normal(1.0, 2.0, 50)})
+    b = run_nuts(_second, s, model_kwargs={"x": rng.normal(-1.0, 1.0, 20)})
+    div = b.sample_stats["diverging"].values.copy()
+    div[0, :3] = True  # pretend: the second run diverged 3 times
+    b.sample_stats["diverging"] = (("chain", "draw"), div)
+    m = merge_independent(a, b, prefix="two_")
+    assert set(m.posterior.data_vars) == {"mu", "sigma", "nu"}
+    np.testing.assert_array_equal(m.posterior["nu"].values, b.posterior["nu"].values)
+    np.testing.assert_array_equal(m.posterior["mu"].values, a.posterior["mu"].values)
+    assert set(m.log_likelihood.data_vars) == {"y", "x"}
+    assert {"diverging", "two_diverging"} <= set(m.sample_stats.data_vars)
+    assert diagnose(m).divergences == int(a.sample_stats["diverging"].sum()) + 3
+    short = run_nuts(_second, SamplerConfig(draws=50, tune=50, chains=2, seed=1), model_kwargs={})
+    with pytest.raises(ValueError, match="same chains and draws"):
+        merge_independent(a, short, prefix="two_")
