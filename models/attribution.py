@@ -202,6 +202,10 @@ class AttributionConfig:
 # --------------------------------------------------------------------------- data
 
 
+#: Width of the one-cell rows the NumPyro model reads (``AttributionData.model_kwargs``).
+ROW_WIDTH = 64
+
+
 @dataclass
 class AttributionData:
     """Model inputs: exposure per segment, binned survival rows, converters' touches.
@@ -244,24 +248,71 @@ class AttributionData:
         t = self.touches
         return len(t.segments), len(t.channels), len(t.touch_types)
 
-    def model_kwargs(self) -> dict[str, Any]:
+    def model_kwargs(self, row_width: int | None = ROW_WIDTH) -> dict[str, Any]:
+        """Arrays for :func:`attribution_model`.
+
+        With ``row_width`` the survival rows and converters' touches are laid
+        out in rows of that width holding one cell each (``b_cell`` /
+        ``ct_cell``: the cell of each row; padding has count 0 / converter
+        index ``n_conv``), so the model gathers per-cell parameters once per
+        row instead of once per element (about 2x faster gradients on the CPU,
+        measured). ``None``: one element per row (the flat arrays).
+        """
         S, C, K = self.shape
+        n_conv = self.c_seg.size
+        if row_width is None:
+            b_cell, (b_days, b_count) = self.b_cell, (self.b_days, self.b_count)
+            ct_cell, (ct_days, ct_conv) = self.ct_cell, (self.ct_days, self.ct_conv)
+        else:
+            b_cell, (b_days, b_count) = cell_rows(
+                self.b_cell, row_width, (self.b_days, 1.0), (self.b_count, 0.0)
+            )
+            ct_cell, (ct_days, ct_conv) = cell_rows(
+                self.ct_cell, row_width, (self.ct_days, 1.0), (self.ct_conv, n_conv)
+            )
         return {
             "exposure": self.exposure.astype(np.float32),
             "e_seg": self.e_seg.astype(np.int32),
             "e_days": self.e_days.astype(np.float32),
             "e_count": self.e_count.astype(np.float32),
             "c_end": self.c_end.astype(np.float32),
-            "b_cell": self.b_cell.astype(np.int32),
-            "b_days": self.b_days.astype(np.float32),
-            "b_count": self.b_count.astype(np.float32),
+            "b_cell": b_cell.astype(np.int32),
+            "b_days": b_days.astype(np.float32),
+            "b_count": b_count.astype(np.float32),
             "c_seg": self.c_seg.astype(np.int32),
             "c_active": self.c_active.astype(np.float32),
-            "ct_conv": self.ct_conv.astype(np.int32),
-            "ct_cell": self.ct_cell.astype(np.int32),
-            "ct_days": self.ct_days.astype(np.float32),
+            "ct_conv": ct_conv.astype(np.int32),
+            "ct_cell": ct_cell.astype(np.int32),
+            "ct_days": ct_days.astype(np.float32),
             "shape": (S, C, K),
         }
+
+
+def cell_rows(
+    cell: np.ndarray, width: int, *columns: tuple[np.ndarray, float]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Lay elements out in rows of ``width`` that each hold a single cell.
+
+    Returns the cell of each row and, per ``(values, fill)`` column, a
+    ``(rows, width)`` array with the values (in their original order within a
+    cell) and ``fill`` in the padding.
+    """
+    cell = np.asarray(cell)
+    order = np.argsort(cell, kind="stable")
+    cells, start, count = np.unique(cell[order], return_index=True, return_counts=True)
+    rank = np.arange(cell.size) - np.repeat(start, count)
+    rows_per = -(-count // width)
+    first_row = np.concatenate([[0], np.cumsum(rows_per)[:-1]]).astype(np.int64)
+    row = np.repeat(first_row, count) + rank // width
+    col = rank % width
+    n_rows = int(rows_per.sum())
+    out = []
+    for values, fill in columns:
+        values = np.asarray(values)
+        arr = np.full((n_rows, width), fill, dtype=values.dtype)
+        arr[row, col] = values[order]
+        out.append(arr)
+    return np.repeat(cells, rows_per), out
 
 
 def prepare(touches: Touches, config: AttributionConfig | None = None) -> AttributionData:
@@ -512,6 +563,12 @@ def attribution_model(
 ):
     """The NumPyro additive-hazard model (see the module docstring).
 
+    Survival rows and converters' touches come flat (one element per
+    ``b_cell`` / ``ct_cell`` entry) or in one-cell rows (``b_days``,
+    ``b_count``, ``ct_days``, ``ct_conv`` of shape ``(rows, width)``, the
+    cell per row; see :meth:`AttributionData.model_kwargs`): the same
+    log-density either way.
+
     ``centered``: segment baselines sampled as ``log alpha[s] ~ Normal(mu,
     sigma)`` directly (site ``log_alpha``) rather than through ``z_alpha``
     (better when every segment has many conversions; see
@@ -566,6 +623,8 @@ def attribution_model(
         kshape = numpyro.deterministic("kernel_shape", jnp.ones(C))
 
     beta_flat = jnp.reshape(beta, (-1,))
+    if jnp.ndim(b_days) == 1:  # flat arrays: rows of one element
+        b_days, b_count = b_days[:, None], b_count[:, None]
     b_ch = (b_cell // K) % C
     if cfg.baseline_decay:
         log_tau = numpyro.sample(
@@ -576,21 +635,26 @@ def attribution_model(
         base_surv = jnp.sum(e_count * alpha[e_seg] * tau[e_seg] * -jnp.expm1(-e_days / tau[e_seg]))
     else:
         base_surv = jnp.sum(alpha * exposure)
-    surv = base_surv + jnp.sum(
-        b_count * beta_flat[b_cell] * kernel_cdf(jnp, cfg.kernel, b_days, kshape[b_ch], scale[b_ch])
-    )
+    # one cell per row: per-cell parameters are gathered per row and broadcast
+    b_cdf = kernel_cdf(jnp, cfg.kernel, b_days, kshape[b_ch][:, None], scale[b_ch][:, None])
+    surv = base_surv + jnp.sum(beta_flat[b_cell] * jnp.sum(b_count * b_cdf, axis=1))
     numpyro.factor("survival", -surv)
     n_conv = c_seg.shape[0]
     if n_conv == 0:
         return
+    if jnp.ndim(ct_days) == 1:
+        ct_days, ct_conv = ct_days[:, None], ct_conv[:, None]
     ct_ch = (ct_cell // K) % C
-    touch_h = beta_flat[ct_cell] * jnp.exp(
-        kernel_log_pdf(jnp, cfg.kernel, ct_days, kshape[ct_ch], scale[ct_ch])
-    )
+    log_g = kernel_log_pdf(jnp, cfg.kernel, ct_days, kshape[ct_ch][:, None], scale[ct_ch][:, None])
+    touch_h = beta_flat[ct_cell][:, None] * jnp.exp(log_g)
     base = alpha[c_seg] * c_active
     if cfg.baseline_decay:
         base = base * jnp.exp(-c_end / tau[c_seg])
-    h = base + jax.ops.segment_sum(touch_h, ct_conv, num_segments=n_conv)
+    # padding carries converter index n_conv: summed into a segment that is dropped
+    per_conv = jax.ops.segment_sum(
+        touch_h.reshape(-1), ct_conv.reshape(-1), num_segments=n_conv + 1
+    )
+    h = base + per_conv[:n_conv]
     numpyro.factor("log_h", jnp.sum(jnp.log(h)))
 
 
@@ -631,7 +695,7 @@ def build_pymc_model(
     cfg = config or AttributionConfig()
     t = data.touches
     S, C, K = data.shape
-    kw = data.model_kwargs()
+    kw = data.model_kwargs(row_width=None)  # flat arrays: the reference reads rows one by one
     coords = {"segment": t.segments, "channel": t.channels, "touch_type": t.touch_types}
     with pm.Model(coords=coords) as model:
         mu_a = pm.Normal("mu_log_alpha", cfg.prior_log_alpha_mean, cfg.prior_log_alpha_sd)

@@ -576,3 +576,38 @@ def test_identity_draws_are_pooled(small_world):
     assert m.idata.posterior.sizes["draw"] == 80
     assert m.idata.constant_data.attrs["identity_draws"] == 2
     assert m.summary()["counts"]["identity_draws"] == 2
+
+
+def test_cell_rows_keep_every_value_once_in_one_cell_rows():
+    cell = np.array([3, 1, 3, 3, 1, 0, 3])
+    vals = np.arange(7.0)
+    rows, (v, n) = A.cell_rows(cell, 2, (vals, -1.0), (np.ones(7), 0.0))
+    assert rows.tolist() == [0, 1, 3, 3]
+    assert v.tolist() == [[5.0, -1.0], [1.0, 4.0], [0.0, 2.0], [3.0, 6.0]]
+    assert n.sum() == 7
+
+
+@pytest.mark.parametrize("kernel", ["exponential", "gamma"])
+def test_row_layout_has_the_flat_log_density(kernel):
+    import jax
+    from numpyro.infer.util import log_density
+
+    t, _, _ = _sim(persons=(150, 120))
+    cfg = A.AttributionConfig(kernel=kernel, baseline_decay=True)
+    data = A.prepare(t, cfg)
+    params = _point(data, kernel, 0)
+    params["log_baseline_decay"] = np.array([1.0, 2.5])
+
+    def lp(row_width):
+        kw = {
+            k: (np.asarray(v, np.float64) if getattr(v, "dtype", None) == np.float32 else v)
+            for k, v in data.model_kwargs(row_width).items()
+        }
+        with jax.enable_x64(True):
+            p64 = {k: np.asarray(v, np.float64) for k, v in params.items()}
+            return float(log_density(A._partial_model(cfg), (), kw, p64)[0])
+
+    assert np.shape(data.model_kwargs(8)["b_days"])[1] == 8
+    flat = lp(None)
+    for width in (1, 8, A.ROW_WIDTH):
+        assert lp(width) == pytest.approx(flat, rel=1e-12, abs=1e-9)
