@@ -32,7 +32,7 @@ from gaelp_bayes.config import Config
 from gaelp_bayes.diagnostics import Diagnostics, diagnose, interval
 from gaelp_bayes.errors import DataError
 from gaelp_bayes.identity.blocking import RULES, BlockingConfig, BlockingResult, block
-from gaelp_bayes.identity.cluster import account_classes, constrained_components, person_ids
+from gaelp_bayes.identity.cluster import PersonNamer, account_classes, constrained_components
 from gaelp_bayes.identity.comparisons import ComparisonConfig, compare
 from gaelp_bayes.identity.fellegi_sunter import FellegiSunter, FSPriors, pattern_counts
 
@@ -190,6 +190,7 @@ class IdentityModel:
     name: str = NAME
     _maps: list[np.ndarray] | None = field(default=None, repr=False)
     _point: np.ndarray | None = field(default=None, repr=False)
+    _namer: PersonNamer | None = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -199,6 +200,11 @@ class IdentityModel:
     @property
     def device_ids(self) -> np.ndarray:
         return self.blocked.devices["device_id"].to_numpy().astype(object)
+
+    def _person_ids(self, labels: np.ndarray) -> np.ndarray:
+        if self._namer is None:
+            self._namer = PersonNamer(self.device_ids)
+        return self._namer(labels)
 
     @property
     def n_devices(self) -> int:
@@ -279,7 +285,7 @@ class IdentityModel:
     def person_map(self) -> pd.DataFrame:
         """Point estimate: links with posterior mean P(link) >= ``link_threshold``, clustered."""
         ids = self.device_ids
-        return pd.DataFrame({"device_id": ids, "person_id": person_ids(self._point_labels(), ids)})
+        return pd.DataFrame({"device_id": ids, "person_id": self._person_ids(self._point_labels())})
 
     def person_map_draws(self, k: int | None = None) -> list[pd.DataFrame]:
         """``k`` device -> person maps, each from one posterior draw with links sampled."""
@@ -288,7 +294,7 @@ class IdentityModel:
             raise ValueError(f"k must be >= 1, got {k}")
         ids = self.device_ids
         return [
-            pd.DataFrame({"device_id": ids, "person_id": person_ids(lab, ids)})
+            pd.DataFrame({"device_id": ids, "person_id": self._person_ids(lab)})
             for lab in self._map_labels(k)
         ]
 
@@ -321,13 +327,13 @@ class IdentityModel:
         persons = pd.DataFrame(
             {
                 "device_id": ids,
-                "person_id": person_ids(point, ids),
+                "person_id": self._person_ids(point),
                 "p_assignment": same / len(maps),
             }
         )
         draws = pd.concat(
             [
-                pd.DataFrame({"draw": i, "device_id": ids, "person_id": person_ids(lab, ids)})
+                pd.DataFrame({"draw": i, "device_id": ids, "person_id": self._person_ids(lab)})
                 for i, lab in enumerate(maps)
             ],
             ignore_index=True,

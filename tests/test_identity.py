@@ -10,7 +10,12 @@ import pytest
 from gaelp_bayes.config import Config, SamplerConfig
 from gaelp_bayes.errors import ConfigError, DataError
 from gaelp_bayes.identity.blocking import BlockingConfig, block
-from gaelp_bayes.identity.cluster import account_classes, constrained_components, person_ids
+from gaelp_bayes.identity.cluster import (
+    PersonNamer,
+    account_classes,
+    constrained_components,
+    person_ids,
+)
 from gaelp_bayes.identity.comparisons import compare
 from gaelp_bayes.identity.evaluate import expected_calibration_error, pairwise_scores
 from gaelp_bayes.identity.fellegi_sunter import (
@@ -91,6 +96,11 @@ def test_clustering_never_merges_different_user_ids():
     ids = np.array(["z", "y", "x", "w"], dtype=object)
     pid = person_ids(np.array([0, 0, 1, 1]), ids)
     assert list(pid) == ["p:y", "p:y", "p:w", "p:w"]
+    namer = PersonNamer(ids)  # sorts once, names many labelings
+    assert list(namer(np.array([5, 7, 5, 7]))) == ["p:x", "p:w", "p:x", "p:w"]
+    assert list(namer(np.array([0, 0, 1, 1]))) == list(pid)
+    with pytest.raises(ValueError, match="3 labels for 4 devices"):
+        namer(np.array([0, 0, 1]))
 
 
 def test_pattern_counts_and_ece():

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["account_classes", "constrained_components", "person_ids"]
+__all__ = ["PersonNamer", "account_classes", "constrained_components", "person_ids"]
 
 
 def account_classes(
@@ -121,15 +121,32 @@ def constrained_components(
     return labels
 
 
+class PersonNamer:
+    """Stable person ids for many labelings of the same devices (see :func:`person_ids`).
+
+    Sorting a million string ids takes seconds; it is done once here, so
+    each labeling (a posterior map draw) costs one integer group-by.
+    """
+
+    def __init__(self, device_ids: np.ndarray):
+        device_ids = np.asarray(device_ids)
+        order = np.argsort(device_ids, kind="stable")
+        self._rank = np.empty(len(device_ids), np.int64)
+        self._rank[order] = np.arange(len(device_ids))
+        self._names = np.array(["p:" + str(d) for d in device_ids[order]], dtype=object)
+
+    def __call__(self, labels: np.ndarray) -> np.ndarray:
+        if len(labels) != len(self._rank):
+            raise ValueError(f"{len(labels)} labels for {len(self._rank)} devices")
+        smallest = pd.Series(self._rank).groupby(np.asarray(labels)).transform("min")
+        return self._names[smallest.to_numpy()]
+
+
 def person_ids(labels: np.ndarray, device_ids: np.ndarray) -> np.ndarray:
     """A stable person id per device: ``"p:" +`` the smallest device_id of its component.
 
     The same set of devices gets the same id in every draw, so draws can be
-    compared and joined.
+    compared and joined. For many labelings of the same devices use
+    :class:`PersonNamer`.
     """
-    order = np.argsort(device_ids, kind="stable")
-    rank = np.empty(len(device_ids), np.int64)
-    rank[order] = np.arange(len(device_ids))
-    s = pd.Series(rank).groupby(labels).transform("min").to_numpy()
-    first = device_ids[order][s]
-    return np.char.add("p:", first.astype(str)).astype(object)
+    return PersonNamer(device_ids)(labels)
