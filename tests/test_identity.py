@@ -64,6 +64,18 @@ def test_blocking_rules_nat_cap_and_known_link_recall():
     assert rep["candidate_pairs"] == len(res.pairs) and rep["pairs_per_rule"]["user_id"] == 1
 
 
+def test_device_attributes_are_the_most_frequent_value_ties_to_the_smallest():
+    """Ties in a device's modal geo must not depend on row order (reproducible patterns)."""
+    rows = [("a", h, "h1", None, "mobile") for h in range(4)] + [("b", 1, "h1", None, "desktop")]
+    ev = _ev(rows)
+    ev["geo"] = ["G2", "G1", "G2", "G1", "G3"]  # a: two each of G1 and G2
+    ev.loc[ev.index[:2], "user_agent"] = None  # a: nulls are not values
+    for order in (ev.index, ev.index[::-1]):
+        dev = block(ev.loc[order]).devices.set_index("device_id")
+        assert dev.loc["a", "geo"] == "G1" and dev.loc["b", "geo"] == "G3"
+        assert dev.loc["a", "user_agent"] == "iOS/Safari"
+
+
 def test_comparison_levels_and_labels():
     rows = [
         ("a", 1, "h", "u1", "mobile"),

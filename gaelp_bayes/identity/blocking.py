@@ -152,24 +152,33 @@ def device_table(con, events: pd.DataFrame) -> pd.DataFrame:
     )
     con.unregister("events_src")
 
-    def modal(col: str) -> str:
-        return f"mode({col}) FILTER (WHERE {col} IS NOT NULL) AS {col}"
-
+    # the most frequent non-null value per device, ties to the smallest value: SQL's
+    # mode() breaks ties by arrival order, which varies between runs with threads
+    modal_cols = ("user_id", "geo", "user_agent", "device_type", "segment")
+    ctes = ",\n".join(
+        f"""m_{col} AS (
+            SELECT dev, first(v ORDER BY n DESC, v) AS {col}
+            FROM (SELECT dev, {col} AS v, count(*) AS n FROM ev
+                  WHERE {col} IS NOT NULL GROUP BY dev, {col})
+            GROUP BY dev)"""
+        for col in modal_cols
+    )
+    joins = "\n".join(f"LEFT JOIN m_{col} USING (dev)" for col in modal_cols)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE dev AS
-        SELECT i.dev, i.device_id, a.* EXCLUDE (dev)
+        WITH {ctes}
+        SELECT i.dev, i.device_id, a.* EXCLUDE (dev), {", ".join(modal_cols)}
         FROM dev_ids i JOIN (
             SELECT dev,
                    count(*) AS n_events,
                    epoch(min(ts)) / 86400.0 AS first_day,
                    epoch(max(ts)) / 86400.0 AS last_day,
                    count(DISTINCT day) AS n_days,
-                   count(DISTINCT user_id) AS n_user_ids,
-                   {modal("user_id")}, {modal("geo")}, {modal("user_agent")},
-                   {modal("device_type")}, {modal("segment")}
+                   count(DISTINCT user_id) AS n_user_ids
             FROM ev GROUP BY dev
         ) a USING (dev)
+        {joins}
         ORDER BY i.dev
         """
     )
