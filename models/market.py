@@ -392,52 +392,18 @@ def hour_centering(d: MarketData, min_rows: float = 30.0) -> np.ndarray:
     return out
 
 
-def market_model(
-    center,
-    exact_cell,
-    exact_n,
-    exact_s1,
-    exact_s2,
-    exact_logsum,
-    cens_cell,
-    cens_logb,
-    cens_sign,
-    cens_weight,
-    impressions,
-    clicks,
-    centered,
-    xbin_cell=None,
-    xbin_logv=None,
-    xbin_weight=None,
-    cens_var=None,
-    priors: MarketConfig = MarketConfig(),
-):
+def market_model(impressions, clicks, priors: MarketConfig = MarketConfig(), **landscape):
     """The joint NumPyro model: :func:`landscape_model` and :func:`ctr_model`.
 
-    The two parts share no parameter and their priors are independent, so
-    the joint posterior is the product of the parts' posteriors: :func:`fit`
-    samples them separately (the landscape's gradient is costly and its
-    geometry easy; the CTR's is cheap and its geometry a funnel) and merges the
-    draws. This joint form is what the PyMC reference is checked against.
+    ``landscape`` holds :func:`landscape_model`'s arrays (``_model_inputs``
+    gives all of them by name). The two parts share no parameter and their
+    priors are independent, so the joint posterior is the product of the
+    parts' posteriors: :func:`fit` samples them separately (the landscape's
+    gradient is costly and its geometry easy; the CTR's is cheap and its
+    geometry a funnel) and merges the draws. This joint form is what the
+    PyMC reference is checked against.
     """
-    landscape_model(
-        center,
-        exact_cell,
-        exact_n,
-        exact_s1,
-        exact_s2,
-        exact_logsum,
-        cens_cell,
-        cens_logb,
-        cens_sign,
-        cens_weight,
-        centered,
-        xbin_cell,
-        xbin_logv,
-        xbin_weight,
-        cens_var,
-        priors=priors,
-    )
+    landscape_model(**landscape, priors=priors)
     ctr_model(impressions, clicks, priors=priors)
 
 
