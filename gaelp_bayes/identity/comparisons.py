@@ -52,20 +52,39 @@ class ComparisonConfig:
     use_user_agent: bool = True
 
 
-def _ua_level(a: pd.Series, b: pd.Series) -> np.ndarray:
-    miss = a.isna().to_numpy() | b.isna().to_numpy()
-    sa, sb = a.fillna("").astype(str), b.fillna("").astype(str)
-    same = sa.to_numpy() == sb.to_numpy()
-    ta = sa.str.split(r"[/ ;()]", n=1, regex=True).str[0].str.lower().to_numpy()
-    tb = sb.str.split(r"[/ ;()]", n=1, regex=True).str[0].str.lower().to_numpy()
-    tok = (ta == tb) & (ta != "")
-    return np.where(miss, 0, np.where(same, 3, np.where(tok, 2, 1))).astype(np.int64)
+def _codes(values: pd.Series) -> np.ndarray:
+    """Integer code per device (-1 for missing); equal codes mean equal values."""
+    return pd.factorize(values.astype(object), use_na_sentinel=True)[0].astype(np.int64)
 
 
-def _eq_level(a: pd.Series, b: pd.Series) -> np.ndarray:
-    miss = a.isna().to_numpy() | b.isna().to_numpy()
-    eq = a.astype(object).to_numpy() == b.astype(object).to_numpy()
-    return np.where(miss, 0, np.where(eq, 2, 1)).astype(np.int64)
+def _ua_level(ua: pd.Series, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair: 0 missing, 1 different, 2 same first token, 3 identical (codes per device)."""
+    full = _codes(ua)
+    tok = ua.astype(object).where(ua.notna(), "").astype(str)
+    tok = tok.str.split(r"[/ ;()]", n=1, regex=True).str[0].str.lower()
+    tcode = _codes(tok.where(tok != ""))  # an empty first token agrees with nothing
+    fa, fb, ta, tb = full[a], full[b], tcode[a], tcode[b]
+    miss = (fa < 0) | (fb < 0)
+    return np.where(miss, 0, np.where(fa == fb, 3, np.where((ta == tb) & (ta >= 0), 2, 1))).astype(
+        np.int64
+    )
+
+
+def _eq_level(values: pd.Series, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair: 0 missing, 1 different, 2 equal."""
+    code = _codes(values)
+    ca, cb = code[a], code[b]
+    return np.where((ca < 0) | (cb < 0), 0, np.where(ca == cb, 2, 1)).astype(np.int64)
+
+
+def _group(device_type: pd.Series, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pair: ``"type|type"`` with the two device types in sorted order."""
+    names = device_type.fillna("unknown").astype(str)
+    code, uniq = pd.factorize(names, sort=True)
+    lo, hi = np.minimum(code[a], code[b]), np.maximum(code[a], code[b])
+    k = len(uniq)
+    table = np.array([f"{uniq[i]}|{uniq[j]}" for i in range(k) for j in range(k)], dtype=object)
+    return table[lo * k + hi]
 
 
 def compare(blocked: BlockingResult, cfg: ComparisonConfig | None = None) -> pd.DataFrame:
@@ -77,8 +96,9 @@ def compare(blocked: BlockingResult, cfg: ComparisonConfig | None = None) -> pd.
     d, p = blocked.devices, blocked.pairs
     a = p["a"].to_numpy()
     b = p["b"].to_numpy()
-    A = d.iloc[a].reset_index(drop=True)
-    B = d.iloc[b].reset_index(drop=True)
+    # device attributes are coded once per device and compared per pair as integers
+    # (millions of pairs, far fewer devices)
+    first, last = d["first_day"].to_numpy(), d["last_day"].to_numpy()
     out = pd.DataFrame({"a": a, "b": b})
 
     # IP: rarity of the rarest shared prefix x days shared on uncrowded prefixes
@@ -91,11 +111,9 @@ def compare(blocked: BlockingResult, cfg: ComparisonConfig | None = None) -> pd.
     ip = np.where(rarity >= len(cuts), 0, 1 + rarity * n_days + days)
     n_ip = 1 + len(cuts) * n_days
 
-    lo = np.maximum(A["first_day"].to_numpy(), B["first_day"].to_numpy())
-    hi = np.minimum(A["last_day"].to_numpy(), B["last_day"].to_numpy())
-    span = np.maximum(A["last_day"].to_numpy(), B["last_day"].to_numpy()) - np.minimum(
-        A["first_day"].to_numpy(), B["first_day"].to_numpy()
-    )
+    lo = np.maximum(first[a], first[b])
+    hi = np.minimum(last[a], last[b])
+    span = np.maximum(last[a], last[b]) - np.minimum(first[a], first[b])
     overlap = np.where(span > 0, np.clip(hi - lo, 0, None) / np.where(span > 0, span, 1), 1.0)
     out["span_overlap"] = overlap
     # co-activity: spans that overlap by at least overlap_cuts[0] are graded by overlap;
@@ -111,30 +129,24 @@ def compare(blocked: BlockingResult, cfg: ComparisonConfig | None = None) -> pd.
     level = ip * n_ov + ov
     n_levels = n_ip * n_ov
     if cfg.use_geo and d["geo"].notna().any():
-        geo = _eq_level(A["geo"], B["geo"]) == 2
+        geo = _eq_level(d["geo"], a, b) == 2
         level = level * 2 + geo
         n_levels *= 2
     out["colocation"] = level.astype(np.int64)
     fields = ["colocation"]
     if cfg.use_user_agent and d["user_agent"].notna().any():
-        out["user_agent"] = _ua_level(A["user_agent"], B["user_agent"])
+        out["user_agent"] = _ua_level(d["user_agent"], a, b)
         fields.append("user_agent")
     for attr in cfg.attributes:
         if attr in d.columns and d[attr].notna().any():
-            out[attr] = _eq_level(A[attr], B[attr])
+            out[attr] = _eq_level(d[attr], a, b)
             fields.append(attr)
 
-    ta = A["device_type"].fillna("unknown").astype(str).to_numpy()
-    tb = B["device_type"].fillna("unknown").astype(str).to_numpy()
-    out["group"] = np.where(
-        ta <= tb,
-        np.char.add(np.char.add(ta.astype(str), "|"), tb.astype(str)),
-        np.char.add(np.char.add(tb.astype(str), "|"), ta.astype(str)),
-    )
+    out["group"] = _group(d["device_type"], a, b)
 
     shared_uid = (p["rules"].to_numpy() & (1 << RULES.index("user_id"))) != 0
-    ua, ub = A["user_id"], B["user_id"]
-    conflict = ua.notna().to_numpy() & ub.notna().to_numpy() & ~shared_uid
+    has_uid = d["user_id"].notna().to_numpy()
+    conflict = has_uid[a] & has_uid[b] & ~shared_uid
     out["label"] = np.where(shared_uid, 1, np.where(conflict, -1, 0)).astype(np.int8)
     out.attrs["fields"] = fields
     out.attrs["levels"] = {"colocation": n_levels}
