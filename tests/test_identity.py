@@ -76,6 +76,24 @@ def test_device_attributes_are_the_most_frequent_value_ties_to_the_smallest():
         assert dev.loc["a", "user_agent"] == "iOS/Safari"
 
 
+def test_user_agent_and_attribute_levels():
+    types = ["mobile", "desktop", "mobile", "desktop", "tv"]
+    rows = [(d, 1, "h", None, t) for d, t in zip("abcde", types, strict=True)]
+    ev = _ev(rows)
+    ev["user_agent"] = ["iOS/Safari", "iOS/Chrome", "iOS/Safari", "Android/Chrome", None]
+    ev["segment"] = ["s1", "s1", "s2", None, "s1"]
+    res = block(ev)
+    comp = compare(res)
+    ids = res.devices["device_id"].to_numpy()
+    comp.index = [ids[a] + ids[b] for a, b in zip(comp.a, comp.b, strict=True)]
+    assert comp.loc["ab", "user_agent"] == 2  # same OS family
+    assert comp.loc["ac", "user_agent"] == 3  # identical
+    assert comp.loc["ad", "user_agent"] == 1 and comp.loc["ae", "user_agent"] == 0
+    assert comp.loc["ab", "segment"] == 2 and comp.loc["ac", "segment"] == 1
+    assert comp.loc["ad", "segment"] == 0
+    assert comp.loc["ab", "group"] == "desktop|mobile" and comp.loc["be", "group"] == "desktop|tv"
+
+
 def test_comparison_levels_and_labels():
     rows = [
         ("a", 1, "h", "u1", "mobile"),
