@@ -180,10 +180,10 @@ def bin_censored(rows: pd.DataFrame, cfg: MarketConfig) -> pd.DataFrame:
     """``rows`` (:func:`classify_auctions`) with each censoring bound moved to its bin's value.
 
     A bin holds the bounds of one channel, hour and direction whose log lies
-    within ``price_bin`` of each other; its value is their mean log (so the
-    binned log-likelihood errs only by the spread within a bin, a second-order
-    term). This is what :func:`market_data` aggregates; the row-wise PyMC
-    reference uses it to see the same data.
+    within ``price_bin`` of each other; its value is their mean log and
+    ``bin_var`` the variance of their logs (the spread the second-order
+    correction uses). This is what :func:`market_data` aggregates; the
+    row-wise PyMC reference uses it to see the same data.
     """
     out = rows.copy()
     cen = out["kind"] != "exact"
@@ -197,8 +197,10 @@ def bin_censored(rows: pd.DataFrame, cfg: MarketConfig) -> pd.DataFrame:
             "logv": logv,
         }
     )
-    mean = key.groupby(["channel", "hour", "ge", "key"])["logv"].transform("mean")
-    out.loc[cen, "value"] = np.exp(mean.to_numpy())
+    grouped = key.groupby(["channel", "hour", "ge", "key"])["logv"]
+    out.loc[cen, "value"] = np.exp(grouped.transform("mean").to_numpy())
+    out["bin_var"] = 0.0
+    out.loc[cen, "bin_var"] = grouped.transform("var", ddof=0).to_numpy()
     return out
 
 
@@ -532,8 +534,9 @@ def build_pymc_model(rows: pd.DataFrame, d: MarketData, priors: MarketConfig = M
     """PyMC reference of the same model, on raw classified rows (not aggregates).
 
     ``rows`` is :func:`classify_auctions` output passed through
-    :func:`bin_censored`, so that it sees the same censoring bounds as the
-    aggregated NumPyro data and the two agree exactly.
+    :func:`bin_censored`, so that it sees the same censoring bounds and
+    within-bin spreads as the aggregated NumPyro data and the two agree
+    exactly (raw rows without ``bin_var``: the exact row-wise likelihood).
     """
     try:
         import pymc as pm
@@ -557,12 +560,15 @@ def build_pymc_model(rows: pd.DataFrame, d: MarketData, priors: MarketConfig = M
         pm.Potential(
             "exact_prices", pm.logp(pm.LogNormal.dist(m[cell[ex]], s[cell[ex]]), val[ex]).sum()
         )
-        le, ge = kind == "le", kind == "ge"
-        pm.Potential("le", pm.logcdf(pm.LogNormal.dist(m[cell[le]], s[cell[le]]), val[le]).sum())
-        pm.Potential(
-            "ge",
-            pm.logccdf(pm.LogNormal.dist(m[cell[ge]], s[cell[ge]]), val[ge]).sum(),
-        )
+        spread = rows["bin_var"].to_numpy(float) if "bin_var" in rows else np.zeros(len(rows))
+        for name, sign, logc in (("le", -1.0, pm.logcdf), ("ge", 1.0, pm.logccdf)):
+            r = kind == name
+            mr, sr = m[cell[r]], s[cell[r]]
+            lc = logc(pm.LogNormal.dist(mr, sr), val[r])  # log Phi(u)
+            # the bin's second-order spread term, as in landscape_model
+            u = -sign * (np.log(val[r]) - mr) / sr
+            lam = pt.exp(-0.5 * u**2 - 0.5 * np.log(2 * np.pi) - lc)
+            pm.Potential(name, (lc - 0.5 * spread[r] * lam * (u + lam) / sr**2).sum())
         a = pm.Normal("ctr_intercept", priors.ctr_intercept_mean, priors.ctr_intercept_sd, shape=C)
         sd = pm.HalfNormal("ctr_segment_sd", priors.ctr_segment_sd_scale, shape=C)
         zs = pm.Normal("ctr_z", 0.0, 1.0, shape=(S, C))
