@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--svi-steps", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--skip-tenth", action="store_true", help="do not fit a tenth of the persons first"
+    )
     a = ap.parse_args(argv)
     from gaelp_bayes.inference import setup_jax
 
@@ -79,15 +82,19 @@ def main(argv: list[str] | None = None) -> None:
     for method, n in (("nuts", a.nuts_persons), ("svi", a.svi_persons)):
         if n <= 0:
             continue
-        small = fit_time(max(n // 10, 1000), method, a)
+        small = None if a.skip_tenth else fit_time(max(n // 10, 1000), method, a)
         big = fit_time(n, method, a)
         t, m = big[2]
         d = m.diagnostics()
         print(
             f"{method}: {n} persons, {t.n_touches} touches, {t.conversions} conversions: "
             f"prepare {big[0]:.1f} s, fit {big[1]:.0f} s (incl. derived quantities); "
-            f"a tenth of the persons: fit {small[1]:.0f} s; ratio {big[1] / small[1]:.1f}; "
-            f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
+            + (
+                f"a tenth of the persons: fit {small[1]:.0f} s; ratio {big[1] / small[1]:.1f}; "
+                if small
+                else ""
+            )
+            + f"max R-hat {d.max_rhat:.3f}, min bulk ESS {d.min_ess_bulk:.0f}, "
             f"divergences {d.divergences}"
         )
 

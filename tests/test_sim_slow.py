@@ -242,8 +242,9 @@ def test_posterior_predictive_daily_conversions(ppc):
 @pytest.mark.xfail(
     strict=True,
     reason="daily spend coverage is 80% (target 85%; 50% before the attribution bundle "
-    "recorded touch_span_days): the simulated active windows are still too long early on, so "
-    "spend ramps up too slowly in a world that starts empty (docs/simulator.md)",
+    "recorded touch_span_days): simulated wins are 2-3% below the observed ones (the market's "
+    "opportunities are spread over too many active days), which a +-13% interval does not "
+    "absorb on every day (docs/simulator.md)",
 )
 def test_posterior_predictive_daily_spend(ppc):
     """Observed daily spend inside the 90% predictive interval on >= 85% of days."""

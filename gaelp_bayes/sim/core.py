@@ -253,9 +253,15 @@ def _poisson_icdf(u, rate):
     )
     _, k, _, _, lo, pk = c
     v = jnp.clip((u - lo) / jnp.maximum(pk, _TINY), 1e-7, 1 - 1e-7)
-    big = jnp.maximum(jnp.floor(rate + jnp.sqrt(rate) * ndtri(u) + 0.5), 0.0)
-    v_big = jnp.clip(jnp.mod(u * 7919.0, 1.0), 1e-7, 1 - 1e-7)  # approximate branch only
-    return jnp.where(small, k, big), jnp.where(small, v, v_big)
+
+    def approximate(args):
+        k, v = args
+        big = jnp.maximum(jnp.floor(rate + jnp.sqrt(rate) * ndtri(u) + 0.5), 0.0)
+        v_big = jnp.clip(jnp.mod(u * 7919.0, 1.0), 1e-7, 1 - 1e-7)  # approximate branch only
+        return jnp.where(small, k, big), jnp.where(small, v, v_big)
+
+    # the normal approximation's inverse CDF is costly; skipped when no rate needs it
+    return jax.lax.cond(jnp.all(small), lambda a: a, approximate, (k, v))
 
 
 def _kernel_ops(params: SimParams, dt_days: float):
@@ -307,21 +313,21 @@ def _expected_price(params: SimParams, hod, bid, cdf_b):
     return jnp.where(params.first_price > 0, bid, second)
 
 
-def _sample_price(params: SimParams, hod, u, bid, cdf_b):
-    """One draw of the price paid given a win, per (N, C), from one uniform.
+def _sample_price(loc, sig, weight, floor, first_price, u, bid, cdf_b):
+    """One draw of the price paid given a win, per cell, from one uniform.
 
-    The mixture component is drawn with probability proportional to
-    ``weight x CDF(bid)`` (inverse CDF on the cumulative weights); the
-    uniform's residual inside the chosen component then draws the competing
-    bid from that component truncated above at the bid. One-hot arithmetic,
-    no gathers (they are slow on a CPU).
+    ``loc``, ``sig``, ``weight`` and ``cdf_b`` are ``(..., J)`` (the competing
+    bid's mixture components for each cell's channel and hour), ``floor``,
+    ``first_price``, ``u`` and ``bid`` are ``(...)``. The mixture component is
+    drawn with probability proportional to ``weight x CDF(bid)`` (inverse CDF
+    on the cumulative weights); the uniform's residual inside the chosen
+    component then draws the competing bid from that component truncated
+    above at the bid. One-hot arithmetic, no gathers (they are slow on a CPU).
     """
-    loc = params.bid_loc[:, hod, :]  # (C, J)
-    sig = params.bid_sigma
     if cdf_b.shape[-1] == 1:
-        loc_j, sig_j, cdf_j, u_price = loc[:, 0], sig[:, 0], cdf_b[..., 0], u
+        loc_j, sig_j, cdf_j, u_price = loc[..., 0], sig[..., 0], cdf_b[..., 0], u
     else:
-        wc = params.bid_weight * cdf_b  # (N, C, J)
+        wc = weight * cdf_b  # (..., J)
         cum = jnp.cumsum(wc, axis=-1)
         x = u[..., None] * cum[..., -1:]
         hot = (x <= cum) & (x > cum - wc)  # the chosen component
@@ -336,8 +342,182 @@ def _sample_price(params: SimParams, hod, u, bid, cdf_b):
         u_price = jnp.clip((x[..., 0] - lo) / jnp.maximum(w_j, _TINY), 0.0, 1.0)
     q = jnp.clip(u_price * cdf_j, 1e-12, 1 - 1e-7)
     competing = jnp.minimum(jnp.exp(loc_j + sig_j * ndtri(q)), bid)
-    second = jnp.maximum(competing, params.floor)
-    return jnp.where(params.first_price > 0, bid, second)
+    second = jnp.maximum(competing, floor)
+    return jnp.where(first_price > 0, bid, second)
+
+
+#: Person-hours whose auctions are simulated together: a ``1 / _CHUNK_SHARE`` share
+#: of the batch's person-hours per chunk (see :func:`_draw_auctions`).
+_CHUNK_SHARE = 16
+
+
+class _Draws(NamedTuple):
+    """Auction outcomes per person (and hour, for a batch of hours), before masking.
+
+    Drawn as if every person were still bidding; :func:`_advance` then
+    removes what converted persons and an exhausted budget would not have
+    bought (a cell's draws do not depend on the state, so masking them
+    afterwards gives the same distribution as not drawing them).
+    """
+
+    effect: Any  # (..., N, C) wins x beta_impression + clicks x beta_click
+    wins: Any  # (..., N)
+    clicks: Any  # (..., N)
+    cost: Any  # (..., N)
+
+
+def opportunity_tables(params: SimParams, persons: Persons) -> tuple[jax.Array, jax.Array]:
+    """Each person's opportunity rate per hour of the day: ``(24, N, C)`` and its sum ``(24, N)``.
+
+    ``opp_rate[segment, channel, hour] x profile_opp[profile, channel]``,
+    before the exposure; the same every day, so a rollout computes it once.
+    """
+    opp = params.opp_rate[persons.segment] * params.profile_opp[persons.profile][..., None]
+    opp = jnp.moveaxis(opp, -1, 0)
+    return opp, jnp.sum(opp, axis=-1)
+
+
+def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise) -> _Draws:
+    """Auctions of every person and channel for a batch of ``B`` hours (sample and rb modes).
+
+    ``hods`` (B,) hours of the day, ``bids`` (B, C, S), ``expo`` (B, N) the
+    hours' exposures, ``keys`` (B,) one key per hour. A person meets
+    Poisson(``lam[c] = opp[c] x exposure``) opportunities on channel ``c``;
+    wins are Poisson with rate ``lam x P(win)``, drawn per cell by inverse
+    CDF from one uniform (clicked wins, then unclicked ones, then the price
+    from the residual uniform). A cell can only win when its uniform exceeds
+    ``exp(-lam)``, and a person has such a cell in an hour with probability
+    ``1 - exp(-sum lam)``: one uniform per person-hour decides that, and
+    which cell comes first (inverse CDF over the channels); the first cell's
+    uniform is then drawn above ``exp(-lam)``, later cells' freely, earlier
+    cells win nothing. Same distribution as drawing every cell.
+
+    Opportunities are rare (a few percent of person-hours), so only those
+    candidate person-hours are simulated, gathered in chunks of ``B x N /
+    _CHUNK_SHARE`` (as many chunks as needed; usually one), and their
+    outcomes scattered back: the inverse CDFs, the bid jitter and the price
+    draw, the expensive part, run on a fraction of the cells. A candidate's
+    uniforms come from its hour's key and its person index, so a batch of
+    hours draws exactly what the hours drawn one at a time do.
+    """
+    n_b, n = expo.shape
+    n_ch = params.n_channels
+    cells = n_b * n
+    size = max(1, -(-cells // _CHUNK_SHARE))
+    opp_tab, tot_tab = tables
+    split = jax.vmap(jax.random.split)(keys)  # (B, 2)
+    k_person, k_cell = split[:, 0], split[:, 1]
+    u_p = jax.vmap(lambda k: jax.random.uniform(k, (n,), minval=1e-7, maxval=1 - 1e-7))(k_person)
+    scale = (expo * persons.valid).reshape(cells)
+    total = tot_tab[hods].reshape(cells) * scale
+    none = jnp.exp(-total)
+    u_p = u_p.reshape(cells)
+    cand = u_p > none
+    rank = jnp.cumsum(cand) - 1
+    count = rank[-1] + 1
+    seg, prof = persons.segment, persons.profile
+    loc_all = jnp.moveaxis(params.bid_loc, 1, 0)  # (24, C, J)
+    bids_sc = jnp.moveaxis(bids, 2, 1)  # (B, S, C)
+    chan = jnp.arange(n_ch)
+
+    def chunk(carry):
+        i, acc = carry
+        sel = cand & (rank >= i * size) & (rank < (i + 1) * size)
+        idx = jnp.nonzero(sel, size=size, fill_value=cells)[0]
+        ok = idx < cells
+        j = jnp.minimum(idx, cells - 1)
+        hb, person = j // n, j % n
+        hod = hods[hb]
+        s_j, p_j = seg[person], prof[person]  # (M,)
+        lam = opp_tab[hod, person] * jnp.where(ok, scale[j], 0.0)[:, None]  # (M, C)
+        # the first channel with a candidate cell: inverse CDF of the person-hour's uniform
+        some = jnp.maximum(-jnp.expm1(-total[j]), _TINY)
+        v = (u_p[j] - none[j]) / some
+        below = -jnp.expm1(-jnp.cumsum(lam, axis=-1)) / some[:, None]
+        first = jnp.minimum(jnp.sum(below < v[:, None], axis=-1), n_ch - 1)  # (M,)
+        k_j = jax.vmap(jax.random.fold_in)(k_cell[hb], person)
+        r = jax.vmap(lambda k: jax.random.uniform(k, (2, n_ch), minval=1e-7, maxval=1 - 1e-7))(k_j)
+        e0 = jnp.exp(-lam)
+        u = jnp.where(chan[None, :] == first[:, None], e0 + r[:, 0] * (1.0 - e0), r[:, 0])
+        lam = jnp.where(chan[None, :] >= first[:, None], lam, 0.0)
+        # cells that can win: the first one, and later ones whose uniform exceeds exp(-lam);
+        # only those get the costly draws (gathered again, in chunks of ``size`` cells)
+        later = (chan[None, :] > first[:, None]) & (u > e0)
+        live = (ok[:, None] & ((chan[None, :] == first[:, None]) | later)).reshape(-1)
+        crank = jnp.cumsum(live) - 1
+        n_live = crank[-1] + 1
+        m_cells = size * n_ch
+        u_f, lam_f, z_f = u.reshape(-1), lam.reshape(-1), r[:, 1].reshape(-1)
+
+        def cell_chunk(c2):
+            k, acc = c2
+            sel2 = live & (crank >= k * size) & (crank < (k + 1) * size)
+            q = jnp.nonzero(sel2, size=size, fill_value=m_cells)[0]
+            ok2 = q < m_cells
+            qq = jnp.minimum(q, m_cells - 1)
+            row, ch = qq // n_ch, qq % n_ch
+            s_q, p_q, hod_q = s_j[row], p_j[row], hod[row]
+            bid = bids_sc[hb[row], s_q, ch]  # (M,)
+            if bid_noise > 0:
+                bid = bid * jnp.exp(bid_noise * ndtri(z_f[qq]))
+            loc = loc_all[hod_q, ch]  # (M, J)
+            sig, w_mix = params.bid_sigma[ch], params.bid_weight[ch]  # (M, J)
+            floor = params.floor[ch]
+            cdf_b = ndtr((jnp.log(jnp.maximum(bid, _TINY))[:, None] - loc) / sig)
+            p_win = jnp.sum(w_mix * cdf_b, axis=-1)
+            p_win = jnp.where((bid > 0) & (bid > floor) & ok2, p_win, 0.0)
+            ctr = jnp.minimum(params.ctr[s_q, ch] * params.profile_ctr[p_q, ch], 1.0)
+            rate = lam_f[qq] * p_win
+            clicks, v = _poisson_icdf(jnp.clip(u_f[qq], 1e-7, 1 - 1e-7), rate * ctr)
+            noclick, v = _poisson_icdf(v, rate * (1 - ctr))
+            wins = clicks + noclick
+            price = _sample_price(loc, sig, w_mix, floor, params.first_price[ch], v, bid, cdf_b)
+            beta = params.beta[s_q, ch]  # (M, 2)
+            target = jnp.where(ok2, idx[row], cells)
+            return k + 1, _Draws(
+                effect=acc.effect.at[target, ch].add(
+                    wins * beta[:, 0] + clicks * beta[:, 1], mode="drop"
+                ),
+                wins=acc.wins.at[target].add(wins, mode="drop"),
+                clicks=acc.clicks.at[target].add(clicks, mode="drop"),
+                cost=acc.cost.at[target].add(wins * price, mode="drop"),
+            )
+
+        _, acc = jax.lax.while_loop(
+            lambda c: c[0] * size < n_live, cell_chunk, cell_chunk((jnp.int32(0), acc))
+        )
+        return i + 1, acc
+
+    zeros = jnp.zeros(cells, jnp.float32)
+    init = (jnp.int32(0), _Draws(jnp.zeros((cells, n_ch), jnp.float32), zeros, zeros, zeros))
+    # the first chunk always runs (cheaper than a conditional); more only when needed
+    _, acc = jax.lax.while_loop(lambda c: c[0] * size < count, chunk, chunk(init))
+    return _Draws(
+        effect=acc.effect.reshape(n_b, n, n_ch),
+        wins=acc.wins.reshape(n_b, n),
+        clicks=acc.clicks.reshape(n_b, n),
+        cost=acc.cost.reshape(n_b, n),
+    )
+
+
+def _expected_draws(params, persons, hod, bids_hour, expo, tables) -> _Draws:
+    """``mode="mean"``: expected wins, clicks and cost of one hour (smooth in the bids)."""
+    seg = persons.segment
+    opp = tables[0][hod] * (expo * persons.valid)[:, None]  # (N, C)
+    bid = bids_hour.T[seg]  # (N, C)
+    cdf_b = _mixture_cdf(params, hod, jnp.log(jnp.maximum(bid, _TINY)))  # (N, C, J)
+    p_win = jnp.sum(params.bid_weight * cdf_b, axis=-1)
+    p_win = jnp.where((bid > 0) & (bid > params.floor), p_win, 0.0)
+    ctr = jnp.minimum(params.ctr[seg] * params.profile_ctr[persons.profile], 1.0)
+    wins = opp * p_win
+    clicks = wins * ctr
+    beta = params.beta[seg]
+    return _Draws(
+        effect=wins * beta[..., 0] + clicks * beta[..., 1],
+        wins=jnp.sum(wins, axis=-1),
+        clicks=jnp.sum(clicks, axis=-1),
+        cost=jnp.sum(wins * _expected_price(params, hod, bid, cdf_b), axis=-1),
+    )
 
 
 def kernel_ops(params: SimParams) -> tuple:
@@ -366,74 +546,66 @@ def step(
     bid_noise: float = 0.0,
     ads: bool = True,
     kernel: tuple | None = None,
+    tables: tuple | None = None,
 ) -> tuple[SimState, HourOutcome]:
     """Advance the population by one hour.
 
     ``bids_hour`` is ``(C, S)``: this hour's bid per channel and segment.
     With ``ads=False`` (static) no auction is simulated (the follow-up).
-    ``kernel`` is :func:`kernel_ops` ``(params)``, computed here when not given
-    (pass it when stepping many hours: it is the same every hour).
+    ``kernel`` is :func:`kernel_ops` ``(params)`` and ``tables``
+    :func:`opportunity_tables` ``(params, persons)``, computed here when not
+    given (pass them when stepping many hours: they are the same every hour).
+    Draws the same as :func:`simulate` does for that hour and key.
     """
     hour = state.hour
-    hod = hour % HOURS
-    seg = persons.segment
     expo, mid = _exposure(persons, hour.astype(jnp.float32))
-    trans, exit_, trans_h, exit_h = kernel_ops(params) if kernel is None else kernel
+    kernel = kernel_ops(params) if kernel is None else kernel
+    if not ads:
+        return _advance(params, persons, state, expo, mid, None, budget, False, mode, kernel)
+    tables = opportunity_tables(params, persons) if tables is None else tables
+    hod = hour % HOURS
+    if mode == "mean":
+        draws = _expected_draws(params, persons, hod, bids_hour, expo, tables)
+    else:
+        batch = _draw_auctions(
+            params, persons, hod[None], bids_hour[None], expo[None], key[None], tables,
+            bid_noise=bid_noise,
+        )  # fmt: skip
+        draws = jax.tree_util.tree_map(lambda a: a[0], batch)
+    bidding = jnp.max(bids_hour) > 0
+    return _advance(params, persons, state, expo, mid, draws, budget, bidding, mode, kernel)
+
+
+def _advance(params, persons, state, expo, mid, draws, budget, bidding, mode, kernel):
+    """One hour of the state: this hour's auction draws (``None``: no ads), kernel, conversions."""
+    hour = state.hour
+    seg = persons.segment
+    trans, exit_, trans_h, exit_h = kernel
     mass = state.kernel_mass
     alive0 = state.alive
     zero = jnp.float32(0.0)
-    if ads:
-        # one uniform per person and channel serves every draw of the hour in turn
-        n_u = 2 if bid_noise > 0 else 1
-        u = jax.random.uniform(
-            key, (n_u, *persons.segment.shape, params.n_channels), minval=1e-7, maxval=1 - 1e-7
-        )
-        bid = bids_hour.T[seg]  # (N, C)
-        if bid_noise > 0:
-            bid = bid * jnp.exp(bid_noise * ndtri(u[1]))
+    if draws is not None:
         # exhausted once within float32 rounding of the budget (the capped hour lands there)
         can_bid = (state.spend < budget * (1.0 - 1e-6)).astype(jnp.float32)
-        logb = jnp.log(jnp.maximum(bid, _TINY))
-        cdf_b = _mixture_cdf(params, hod, logb)  # (N, C, J)
-        p_win = jnp.sum(params.bid_weight * cdf_b, axis=-1)
-        p_win = jnp.where((bid > 0) & (bid > params.floor), p_win, 0.0)
-        lam = (
-            params.opp_rate[seg, :, hod]
-            * params.profile_opp[persons.profile]
-            * (expo * persons.valid * can_bid)[:, None]
-        )
-        ctr = jnp.minimum(params.ctr[seg] * params.profile_ctr[persons.profile], 1.0)
-        rate = lam * p_win
-        if mode == "sample":
-            rate = rate * alive0[:, None]
-        if mode == "mean":
-            wins = rate
-            clicks = rate * ctr
-            price = _expected_price(params, hod, bid, cdf_b)
-        else:
-            clicks, v = _poisson_icdf(u[0], rate * ctr)
-            noclick, v = _poisson_icdf(v, rate * (1 - ctr))
-            wins = clicks + noclick
-            price = _sample_price(params, hod, v, bid, cdf_b)
         # sample: touches stop at the conversion; rb/mean: potential touches, whose
-        # spend is counted with P(not converted yet)
-        weight = jnp.ones_like(alive0) if mode == "sample" else alive0
+        # spend and counts are weighted with P(not converted yet)
+        counted = alive0 * can_bid
+        touched = (alive0 if mode == "sample" else jnp.ones_like(alive0)) * can_bid
         # the hour that reaches the budget keeps only the share of its wins that the
         # remaining budget pays for (bidding stops at the budget within the hour;
         # the share is taken of every win alike, so counts can become fractional)
-        full = jnp.sum(wins * price * weight[:, None])
+        full = jnp.sum(draws.cost * counted)
         keep = jnp.clip((budget - state.spend) / jnp.maximum(full, _TINY), 0.0, 1.0)
-        wins, clicks = wins * keep, clicks * keep
         h_spend = full * keep
-        h_wins = jnp.sum(wins * weight[:, None])
-        h_clicks = jnp.sum(clicks * weight[:, None])
-        inj_amount = wins * params.beta[seg, :, 0] + clicks * params.beta[seg, :, 1]  # (N, C)
-        inj = inj_amount[..., None] * params.kernel_weight  # (N, C, K)
-        won_any = jnp.sum(wins, axis=-1) > 0
+        h_wins = jnp.sum(draws.wins * counted) * keep
+        h_clicks = jnp.sum(draws.clicks * counted) * keep
+        # a touch's effect enters the kernel's stages at the middle of its hour
+        inj_amount = draws.effect * (touched * keep)[:, None]  # (N, C)
+        won_any = (draws.wins * touched > 0) & (keep > 0)
         first_win = jnp.where(jnp.isinf(state.first_win) & won_any, mid / HOURS, state.first_win)
-        delivered_inj = jnp.sum(inj * exit_h, axis=(1, 2))
-        inj_mass = jnp.einsum("ncj,cij->nci", inj, trans_h)
-        stopped = (state.stop_hour < 0) & (can_bid == 0) & (jnp.max(bids_hour) > 0)
+        delivered_inj = inj_amount @ jnp.sum(params.kernel_weight * exit_h, axis=-1)
+        inj_mass = inj_amount[..., None] * jnp.einsum("cj,cij->ci", params.kernel_weight, trans_h)
+        stopped = (state.stop_hour < 0) & (can_bid == 0) & bidding
         stop_hour = jnp.where(stopped, hour, state.stop_hour)
         spend = state.spend + h_spend
     else:
@@ -540,11 +712,6 @@ def _noads(persons: Persons, params: SimParams, n_days: int, mode: str):
     return jnp.diff(cum)
 
 
-def _hourly_bids(bids: jax.Array) -> jax.Array:
-    days = bids.shape[0]
-    return bids.reshape(days * HOURS, *bids.shape[2:]).astype(jnp.float32)
-
-
 def rollout(
     params: SimParams,
     bids: jax.Array,
@@ -563,21 +730,38 @@ def rollout(
     k_pop, k_ads, k_untouched = jax.random.split(key, 3)
     persons = sample_persons(params, k_pop, days, n_max, mode)
     state = init_state(params, persons)
-    hb = _hourly_bids(jnp.asarray(bids))
-    keys = jax.random.split(k_ads, days * HOURS)
+    bids = jnp.asarray(bids, jnp.float32)
+    keys = jax.random.split(k_ads, days * HOURS).reshape(days, HOURS)
     budget = jnp.asarray(budget, jnp.float32)
     kops = kernel_ops(params)
+    tabs = opportunity_tables(params, persons)
+    hods = jnp.arange(HOURS)
 
-    def ads_body(s, x):
-        b, k = x
-        return step(
-            params, persons, s, b, k, budget, mode=mode, bid_noise=bid_noise, ads=True, kernel=kops
-        )
+    def day_body(s, x):
+        # a day's auctions are drawn together (one batch, far less overhead than 24),
+        # then the hours advance the state one by one
+        bids_day, keys_day, d = x
+        expo, mid = _exposure(persons, (d * HOURS + hods).astype(jnp.float32)[:, None])
+        if mode == "mean":
+            draws = None
+        else:
+            draws = _draw_auctions(
+                params, persons, hods, bids_day, expo, keys_day, tabs, bid_noise=bid_noise
+            )
 
-    state, out_ads = jax.lax.scan(ads_body, state, (hb, keys))
+        def hour_body(s, y):
+            h, dr = y
+            if mode == "mean":
+                dr = _expected_draws(params, persons, h, bids_day[h], expo[h], tabs)
+            bidding = jnp.max(bids_day[h]) > 0
+            return _advance(params, persons, s, expo[h], mid[h], dr, budget, bidding, mode, kops)
+
+        return jax.lax.scan(hour_body, s, (hods, draws))
+
+    state, out_ads = jax.lax.scan(day_body, state, (bids, keys, jnp.arange(days)))
     follow_conv, state = follow_up(params, persons, state, follow_days, mode=mode)
     n_days = days + follow_days
-    daily = jax.tree_util.tree_map(lambda a: a.reshape(days, HOURS).sum(axis=1), out_ads)
+    daily = jax.tree_util.tree_map(lambda a: a.sum(axis=1), out_ads)
     zeros = jnp.zeros(follow_days, jnp.float32)
     hourly = HourOutcome(
         spend=jnp.concatenate([daily.spend, zeros]),
