@@ -377,6 +377,19 @@ def opportunity_tables(params: SimParams, persons: Persons) -> tuple[jax.Array, 
     return opp, jnp.sum(opp, axis=-1)
 
 
+def _chunk_indices(mask, rank, i, size):
+    """Positions of the ``i``-th ``size`` true entries of ``mask`` (``rank`` = cumsum - 1).
+
+    Returns ``(idx, ok, j)``: ``idx`` padded with ``len(mask)`` (dropped by
+    scatters with ``mode="drop"``), ``ok`` the real entries, ``j`` ``idx``
+    clipped into range (safe for gathers).
+    """
+    n = mask.shape[0]
+    sel = mask & (rank >= i * size) & (rank < (i + 1) * size)
+    idx = jnp.nonzero(sel, size=size, fill_value=n)[0]
+    return idx, idx < n, jnp.minimum(idx, n - 1)
+
+
 def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise) -> _Draws:
     """Auctions of every person and channel for a batch of ``B`` hours (sample and rb modes).
 
@@ -422,10 +435,7 @@ def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise
 
     def chunk(carry):
         i, acc = carry
-        sel = cand & (rank >= i * size) & (rank < (i + 1) * size)
-        idx = jnp.nonzero(sel, size=size, fill_value=cells)[0]
-        ok = idx < cells
-        j = jnp.minimum(idx, cells - 1)
+        idx, ok, j = _chunk_indices(cand, rank, i, size)
         hb, person = j // n, j % n
         hod = hods[hb]
         s_j, p_j = seg[person], prof[person]  # (M,)
@@ -446,15 +456,11 @@ def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise
         live = (ok[:, None] & ((chan[None, :] == first[:, None]) | later)).reshape(-1)
         crank = jnp.cumsum(live) - 1
         n_live = crank[-1] + 1
-        m_cells = size * n_ch
         u_f, lam_f, z_f = u.reshape(-1), lam.reshape(-1), r[:, 1].reshape(-1)
 
         def cell_chunk(c2):
             k, acc = c2
-            sel2 = live & (crank >= k * size) & (crank < (k + 1) * size)
-            q = jnp.nonzero(sel2, size=size, fill_value=m_cells)[0]
-            ok2 = q < m_cells
-            qq = jnp.minimum(q, m_cells - 1)
+            _, ok2, qq = _chunk_indices(live, crank, k, size)
             row, ch = qq // n_ch, qq % n_ch
             s_q, p_q, hod_q = s_j[row], p_j[row], hod[row]
             bid = bids_sc[hb[row], s_q, ch]  # (M,)
