@@ -9,11 +9,13 @@ What each field is made of (docs/simulator.md repeats this):
 * ``arrival_rate[s] = persons[s] / window_days`` (persons with a touch in the
   fitted data, per day of the data window);
 * active window: gamma, shape 2, with the mean whose length truncated by the
-  data window equals the fitted persons' mean active days: ``touch_span_days[s]
-  / persons[s]`` (first to last touch) when the attribution model records it,
-  else the mean exposure ``exposure_days[s] / persons[s]`` (first touch to
-  conversion or ``as_of``: too long, see docs/simulator.md; see
-  :func:`untruncated_window`);
+  data window and by conversion equals the fitted persons' mean active days:
+  ``touch_span_days[s] / persons[s]`` (first to last touch) when the
+  attribution model records it, else the mean exposure ``exposure_days[s] /
+  persons[s]`` (first touch to conversion or ``as_of``: too long, see
+  docs/simulator.md), with the share of persons who converted,
+  ``conversions[s] / persons[s]``, from a constant conversion rate per active
+  day (see :func:`untruncated_window`);
   ``in_market = 1`` (the attribution model has no cure fraction: ``alpha``
   is an average over everyone);
 * ``alpha[s]``: the attribution posterior, plus the conversions it credits
@@ -85,28 +87,68 @@ def _mean_truncated_exposure(mean: float, span: float, shape: float = 2.0) -> fl
     return float(np.trapezoid(e_min, s) / span)
 
 
-def untruncated_window(observed_mean: np.ndarray, span: float) -> np.ndarray:
+def _mean_converted_share(mean: float, span: float, rate: float, shape: float = 2.0) -> float:
+    """E[1 - exp(-rate min(W, span - A))], W ~ Gamma(shape, mean/shape), A ~ Uniform(0, span).
+
+    The share of persons who convert while active and inside the data window
+    when conversion comes at a constant ``rate`` per active day.
+    """
+    from scipy import special
+
+    s = np.linspace(0.0, span, 401)
+    scale = mean / shape
+    # E[exp(-r min(W, s))] = (1 + r scale)^-k P(Gamma(k, scale / (1 + r scale)) <= s)
+    #                        + exp(-r s) P(W > s)
+    stay = (1.0 + rate * scale) ** -shape * special.gammainc(
+        shape, s * (1.0 / scale + rate)
+    ) + np.exp(-rate * s) * special.gammaincc(shape, s / scale)
+    return float(np.trapezoid(1.0 - stay, s) / span)
+
+
+def _bisect_mean(f, target: float, span: float) -> float:
+    """The window mean at which the increasing ``f(mean)`` reaches ``target`` (100 T at most)."""
+    lo, hi = 1.0 / HOURS, 100.0 * span
+    if target >= f(hi):
+        return hi
+    for _ in range(50):
+        mid = np.sqrt(lo * hi)
+        if f(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.sqrt(lo * hi))
+
+
+def untruncated_window(
+    observed_mean: np.ndarray, span: float, converted: np.ndarray | None = None
+) -> np.ndarray:
     """Mean active window whose exposure, truncated by the data window, has this mean.
 
     In the fit, a person is followed from first touch to conversion or
-    ``as_of``: the mean exposure ``e`` is ``E[min(W, T - A)]`` for arrivals
-    ``A`` uniform over the data window ``T``. Solves for the mean of ``W``
-    (gamma, shape 2) by bisection; ``e`` at or above the limit ``T / 2``
-    gives ``100 T``.
+    ``as_of``: without conversions the mean exposure ``e`` is ``E[min(W, T -
+    A)]`` for arrivals ``A`` uniform over the data window ``T``. Solves for
+    the mean of ``W`` (gamma, shape 2) by bisection; ``e`` at or above the
+    limit ``T / 2`` gives ``100 T``.
+
+    ``converted`` (the share of persons who converted, per entry): the
+    exposure also ends at a conversion, which the simulator applies again
+    (a converted person stops bidding), so the window solved for without it
+    is too short by the active time that conversions cut off (4% of the
+    simulated active days on a 3,000-person example world, and daily spend
+    2-3% low). With conversion at a constant rate ``r`` per active day,
+    ``E[min(W, C, T - A)] = P(convert) / r``, so ``r = converted / e``, and
+    the window is the one at which ``P(convert) = E[1 - exp(-r min(W, T -
+    A))]`` equals ``converted``.
     """
+    e_all = np.atleast_1d(np.asarray(observed_mean, float))
+    q_all = np.zeros_like(e_all) if converted is None else np.atleast_1d(converted).astype(float)
     out = []
-    for e in np.atleast_1d(observed_mean):
-        lo, hi = 1.0 / HOURS, 100.0 * span
-        if e >= _mean_truncated_exposure(hi, span):
-            out.append(hi)
-            continue
-        for _ in range(50):
-            mid = np.sqrt(lo * hi)
-            if _mean_truncated_exposure(mid, span) < e:
-                lo = mid
-            else:
-                hi = mid
-        out.append(np.sqrt(lo * hi))
+    for e, q in zip(e_all, q_all, strict=True):
+        if q > 0 and e > 0:
+            r = q / e
+            out.append(_bisect_mean(lambda m, r=r: _mean_converted_share(m, span, r), q, span))
+        else:
+            out.append(_bisect_mean(lambda m: _mean_truncated_exposure(m, span), e, span))
     return np.asarray(out)
 
 
@@ -162,7 +204,12 @@ def params_from_idata(
         active = np.maximum(np.asarray(const[SPAN_VAR].values, float), 1e-6)
     else:
         active = exposure
-    window_mean = untruncated_window(active / np.maximum(persons, 1.0), window_days)
+    converted = None
+    if "conversions" in const:
+        converted = np.asarray(const["conversions"].values, float) / np.maximum(persons, 1.0)
+    window_mean = untruncated_window(
+        active / np.maximum(persons, 1.0), window_days, converted=converted
+    )
 
     # ---- attribution draws
     alpha = _flat(ap["alpha"])[ia]  # (K, S)
