@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-future-touches", action="store_true")
     ap.add_argument("--baseline-decay", action="store_true")
     ap.add_argument("--true-map", action="store_true", help="use truth/devices.parquet as map")
+    ap.add_argument(
+        "--identity",
+        action="store_true",
+        help="fit the identity model first and use its person-map draws (as `fit` does)",
+    )
     a = ap.parse_args(argv)
 
     from gaelp_bayes.config import Config, SamplerConfig
@@ -61,6 +66,13 @@ def main(argv: list[str] | None = None) -> dict:
         pm = None
         if a.true_map:
             pm = pd.read_parquet(w / "truth" / "devices.parquet")[["device_id", "person_id"]]
+        elif a.identity:
+            from gaelp_bayes.models import identity as I
+
+            t0 = time.perf_counter()
+            idm = I.fit(ev, as_of, Config(SamplerConfig(chains=a.chains, seed=seed)))
+            pm = idm.tables().get("person_draws", idm.person_map())
+            print(f"\nidentity fit {time.perf_counter() - t0:.0f} s")
         cfg = Config(
             SamplerConfig(chains=a.chains, draws=a.draws, tune=a.tune, seed=seed),
             models={
