@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-future-touches", action="store_true")
     ap.add_argument("--baseline-decay", action="store_true")
     ap.add_argument("--true-map", action="store_true", help="use truth/devices.parquet as map")
+    ap.add_argument("--identity-draws", type=int, default=None, help="person-map draws fitted")
     ap.add_argument(
         "--identity",
         action="store_true",
@@ -81,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "active_gap_days": a.active_gap_days,
                     "future_touches": not a.no_future_touches,
                     "baseline_decay": a.baseline_decay,
+                    **({"identity_draws": a.identity_draws} if a.identity_draws else {}),
                 }
             },
         )

@@ -146,6 +146,35 @@ def test_simulate_is_deterministic_and_keyed(small):
     assert float(a.conversions.sum()) >= float(a.conversions_noads.sum())
 
 
+def test_candidate_sampling_matches_expectations_when_auctions_are_dense(small):
+    """Many auctions (most active person-hours are candidates: several chunks a day).
+
+    Without conversions (alpha = beta = 0) every mode bids on everyone, so on
+    the same persons (same key) the sampled wins, clicks and spend must agree
+    with ``mode="mean"``'s exact expectations up to the auctions' own noise.
+    """
+    import jax
+
+    from gaelp_bayes.sim import core
+
+    p, bids, _, n = small
+    q = p.replace(opp_rate=p.opp_rate * 40.0, alpha=p.alpha * 0.0, beta=p.beta * 0.0)
+    persons = core.sample_persons(q, jax.random.key(0), DAYS, n)
+    # about 3 opportunities per active person-hour: most are candidates, far above
+    # the 1 / _CHUNK_SHARE share one chunk holds
+    assert float(np.mean(core.opportunity_tables(q, persons)[1])) > 1.0
+    key = jax.random.key(7)
+    mean = core.simulate(q, bids, np.inf, key, n_max=n, mode="mean")
+    got = core.simulate(q, bids, np.inf, key, n_max=n, mode="sample")
+    wins = float(mean.wins.sum())
+    assert wins > 1000
+    assert abs(float(got.wins.sum()) - wins) < 5 * np.sqrt(wins)
+    clicks = float(mean.clicks.sum())
+    assert abs(float(got.clicks.sum()) - clicks) < 5 * np.sqrt(clicks) + 1
+    price = float(mean.spend.sum()) / wins
+    assert abs(float(got.spend.sum()) - float(mean.spend.sum())) < 5 * 2 * price * np.sqrt(wins)
+
+
 def test_no_bids_means_no_ads(small):
     import jax
 
