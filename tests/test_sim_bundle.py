@@ -180,39 +180,33 @@ def test_from_bundle_uses_the_touch_span_when_recorded(truth, tmp_path):
     np.testing.assert_allclose(p.opp_rate.mean(axis=0), 2 * truth.opp_rate, rtol=0.15)
 
 
-def test_window_accounts_for_conversions_ending_exposure():
-    """With conversions, the solved window reproduces both the exposure and the converted share.
+def test_from_bundle_scales_opportunities_for_the_days_conversions_end(truth, tmp_path):
+    """With recorded conversions, the window stays; opportunities rise by the lost days.
 
-    Monte Carlo: W ~ Gamma(2, m/2), A ~ U(0, T), conversion after Exp(r) active days with
-    r = converted / exposure; the exposure min(W, C, T - A) and P(C < min(W, T - A)) must
-    come back (sampling sd about 0.5% at 400,000 persons).
+    Monte Carlo: with the bundle's window and a constant conversion rate, the
+    simulated active days before conversion times the scaled rate give the data's
+    opportunities (exposure x unscaled rate).
     """
-    from gaelp_bayes.sim.bundle import untruncated_window
-
-    span, exposure, converted = 30.0, np.array([6.0, 11.0]), np.array([0.1, 0.25])
-    m = untruncated_window(exposure, span, converted=converted)
-    assert np.all(m > untruncated_window(exposure, span))  # longer than without conversions
-    rng = np.random.default_rng(0)
-    for mean, e, q in zip(m, exposure, converted, strict=True):
-        n = 400_000
-        w = rng.gamma(2.0, mean / 2.0, n)
-        left = np.minimum(w, span - rng.uniform(0, span, n))
-        c = rng.exponential(e / q, n)
-        assert np.mean(np.minimum(left, c)) == pytest.approx(e, rel=0.01)
-        assert np.mean(c < left) == pytest.approx(q, rel=0.02)
-
-
-def test_from_bundle_uses_recorded_conversions_for_the_window(truth, tmp_path):
-    from gaelp_bayes.sim.bundle import from_bundle, untruncated_window
+    from gaelp_bayes.sim.bundle import conversion_exposure_scale, from_bundle
 
     market, attribution = make_idata(truth)
+    p0 = from_bundle(write_fake_bundle(tmp_path / "plain", market, attribution), draws=3)
     persons = np.asarray(truth.arrival_rate) * 20.0
     attribution.constant_data["conversions"] = ("segment", persons * 0.2)
     p = from_bundle(write_fake_bundle(tmp_path / "conv", market, attribution), draws=3)
-    want = untruncated_window(
-        np.full(persons.size, 8.0), 20.0, converted=np.full(persons.size, 0.2)
+    np.testing.assert_allclose(np.asarray(p.window_mean), np.asarray(p0.window_mean))
+    w = np.asarray(p.window_mean[0])
+    scale = conversion_exposure_scale(w, np.full(w.size, 8.0), np.full(w.size, 0.2), 20.0)
+    assert np.all(scale > 1.0)
+    np.testing.assert_allclose(
+        np.asarray(p.opp_rate), np.asarray(p0.opp_rate) * scale[None, :, None, None], rtol=1e-5
     )
-    np.testing.assert_allclose(np.asarray(p.window_mean[0]), want, rtol=1e-3)
+    rng = np.random.default_rng(1)
+    n = 400_000
+    for m, k in zip(w[:2], scale[:2], strict=True):
+        left = np.minimum(rng.gamma(2.0, m / 2.0, n), 20.0 - rng.uniform(0, 20.0, n))
+        days = np.minimum(left, rng.exponential(8.0 / 0.2, n))
+        assert np.mean(days) * k == pytest.approx(8.0, rel=0.01)
 
 
 def test_from_bundle_pools_a_market_without_segments(truth, tmp_path):

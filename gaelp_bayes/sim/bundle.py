@@ -9,13 +9,11 @@ What each field is made of (docs/simulator.md repeats this):
 * ``arrival_rate[s] = persons[s] / window_days`` (persons with a touch in the
   fitted data, per day of the data window);
 * active window: gamma, shape 2, with the mean whose length truncated by the
-  data window and by conversion equals the fitted persons' mean active days:
-  ``touch_span_days[s] / persons[s]`` (first to last touch) when the
-  attribution model records it, else the mean exposure ``exposure_days[s] /
-  persons[s]`` (first touch to conversion or ``as_of``: too long, see
-  docs/simulator.md), with the share of persons who converted,
-  ``conversions[s] / persons[s]``, from a constant conversion rate per active
-  day (see :func:`untruncated_window`);
+  data window equals the fitted persons' mean active days: ``touch_span_days[s]
+  / persons[s]`` (first to last touch) when the attribution model records it,
+  else the mean exposure ``exposure_days[s] / persons[s]`` (first touch to
+  conversion or ``as_of``: too long, see docs/simulator.md; see
+  :func:`untruncated_window`);
   ``in_market = 1`` (the attribution model has no cure fraction: ``alpha``
   is an average over everyone);
 * ``alpha[s]``: the attribution posterior, plus the conversions it credits
@@ -27,7 +25,9 @@ What each field is made of (docs/simulator.md repeats this):
 * ``opp_rate[s, c, h] = opportunity_rate[s, c, h] x window_days /
   active_days[s]`` (market opportunities per day in hour ``h``, spread over
   the segment's active days, as above; a market fitted without segments (``*``) shares
-  one rate per person-hour across segments);
+  one rate per person-hour across segments), times
+  :func:`conversion_exposure_scale` when the attribution model records
+  ``conversions`` (the active days end at conversion, and so does bidding);
 * CTR from the market posterior; competing bid ``mu[c] + hour_effect[c, h]``,
   ``sigma[c]`` (or the mixture components); ``floor = 0`` and second price
   (the bundle does not record floors or auction types);
@@ -119,37 +119,53 @@ def _bisect_mean(f, target: float, span: float) -> float:
     return float(np.sqrt(lo * hi))
 
 
-def untruncated_window(
-    observed_mean: np.ndarray, span: float, converted: np.ndarray | None = None
-) -> np.ndarray:
+def untruncated_window(observed_mean: np.ndarray, span: float) -> np.ndarray:
     """Mean active window whose exposure, truncated by the data window, has this mean.
 
     In the fit, a person is followed from first touch to conversion or
-    ``as_of``: without conversions the mean exposure ``e`` is ``E[min(W, T -
-    A)]`` for arrivals ``A`` uniform over the data window ``T``. Solves for
-    the mean of ``W`` (gamma, shape 2) by bisection; ``e`` at or above the
-    limit ``T / 2`` gives ``100 T``.
-
-    ``converted`` (the share of persons who converted, per entry): the
-    exposure also ends at a conversion, which the simulator applies again
-    (a converted person stops bidding), so the window solved for without it
-    is too short by the active time that conversions cut off (4% of the
-    simulated active days on a 3,000-person example world, and daily spend
-    2-3% low). With conversion at a constant rate ``r`` per active day,
-    ``E[min(W, C, T - A)] = P(convert) / r``, so ``r = converted / e``, and
-    the window is the one at which ``P(convert) = E[1 - exp(-r min(W, T -
-    A))]`` equals ``converted``.
+    ``as_of``: the mean exposure ``e`` is ``E[min(W, T - A)]`` for arrivals
+    ``A`` uniform over the data window ``T``. Solves for the mean of ``W``
+    (gamma, shape 2) by bisection; ``e`` at or above the limit ``T / 2``
+    gives ``100 T``. (The exposure also ends at conversions, which the
+    simulator applies again: :func:`conversion_exposure_scale` makes up for
+    that on the opportunity rate.)
     """
-    e_all = np.atleast_1d(np.asarray(observed_mean, float))
-    q_all = np.zeros_like(e_all) if converted is None else np.atleast_1d(converted).astype(float)
-    out = []
-    for e, q in zip(e_all, q_all, strict=True):
+    return np.asarray(
+        [
+            _bisect_mean(lambda m: _mean_truncated_exposure(m, span), e, span)
+            for e in np.atleast_1d(np.asarray(observed_mean, float))
+        ]
+    )
+
+
+def conversion_exposure_scale(
+    window_mean: np.ndarray, exposure: np.ndarray, converted: np.ndarray, span: float
+) -> np.ndarray:
+    """Factor on the opportunity rate that makes up for the active days conversions end.
+
+    The fitted persons' mean active days ``exposure`` (touch spans) end at a
+    conversion, and so does bidding in the simulator, whose windows
+    (:func:`untruncated_window`, solved without conversions) then give fewer
+    active days before conversion than the data had. With conversion at a
+    constant rate ``r`` per active day, ``E[min(W, C, T - A)] = P(convert) /
+    r``: the data's ``converted / r = exposure`` gives ``r``, the simulator's
+    windows give ``P(convert) = E[1 - exp(-r min(W, T - A))]``, and the
+    factor is ``converted / P(convert)`` (at least 1). On a 3,000-person
+    example world 4% of the simulated active days were lost to conversions
+    and daily spend came out 2-3% low without it.
+    """
+    out = np.ones(len(np.atleast_1d(window_mean)))
+    for i, (m, e, q) in enumerate(
+        zip(
+            np.atleast_1d(window_mean),
+            np.atleast_1d(exposure),
+            np.atleast_1d(converted),
+            strict=True,
+        )
+    ):
         if q > 0 and e > 0:
-            r = q / e
-            out.append(_bisect_mean(lambda m, r=r: _mean_converted_share(m, span, r), q, span))
-        else:
-            out.append(_bisect_mean(lambda m: _mean_truncated_exposure(m, span), e, span))
-    return np.asarray(out)
+            out[i] = max(1.0, q / max(_mean_converted_share(m, span, q / e), 1e-12))
+    return out
 
 
 def params_from_idata(
@@ -204,12 +220,14 @@ def params_from_idata(
         active = np.maximum(np.asarray(const[SPAN_VAR].values, float), 1e-6)
     else:
         active = exposure
-    converted = None
+    mean_active = active / np.maximum(persons, 1.0)
+    window_mean = untruncated_window(mean_active, window_days)
+    # the active days above end at conversion; the simulator stops bidding at a
+    # conversion too, so spread over them the opportunities would come out short
+    opp_scale = np.ones(S)
     if "conversions" in const:
         converted = np.asarray(const["conversions"].values, float) / np.maximum(persons, 1.0)
-    window_mean = untruncated_window(
-        active / np.maximum(persons, 1.0), window_days, converted=converted
-    )
+        opp_scale = conversion_exposure_scale(window_mean, mean_active, converted, window_days)
 
     # ---- attribution draws
     alpha = _flat(ap["alpha"])[ia]  # (K, S)
@@ -263,11 +281,11 @@ def params_from_idata(
         if name in m_segments:
             j = m_segments.index(name)
             ctr[:, s] = ctr_m[:, j]
-            opp[:, s] = opp_m[:, j] * window_days / active[s]
+            opp[:, s] = opp_m[:, j] * window_days / active[s] * opp_scale[s]
         else:
             ctr[:, s] = ctr_m.mean(axis=1)
             if pooled:
-                opp[:, s] = opp_m.sum(axis=1) * window_days / active.sum()
+                opp[:, s] = opp_m.sum(axis=1) * window_days / active.sum() * opp_scale[s]
     # ---- conversions with no touch before them
     untouched_total = float(const.attrs.get("converters_without_touches", 0) or 0)
     untouched = untouched_total * persons / persons.sum() / window_days
