@@ -377,6 +377,14 @@ def opportunity_tables(params: SimParams, persons: Persons) -> tuple[jax.Array, 
     return opp, jnp.sum(opp, axis=-1)
 
 
+def _hour_opportunities(params: SimParams, persons: Persons, hod, tables=None):
+    """One hour of :func:`opportunity_tables`: ``(N, C)`` and ``(N,)`` (from ``tables`` if given)."""
+    if tables is not None:
+        return tables[0][hod], tables[1][hod]
+    opp = params.opp_rate[persons.segment, :, hod] * params.profile_opp[persons.profile]
+    return opp, jnp.sum(opp, axis=-1)
+
+
 def _chunk_indices(mask, rank, i, size):
     """Positions of the ``i``-th ``size`` true entries of ``mask`` (``rank`` = cumsum - 1).
 
@@ -390,11 +398,12 @@ def _chunk_indices(mask, rank, i, size):
     return idx, idx < n, jnp.minimum(idx, n - 1)
 
 
-def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise) -> _Draws:
+def _draw_auctions(params, persons, hods, bids, expo, keys, opp, total, *, bid_noise) -> _Draws:
     """Auctions of every person and channel for a batch of ``B`` hours (sample and rb modes).
 
     ``hods`` (B,) hours of the day, ``bids`` (B, C, S), ``expo`` (B, N) the
-    hours' exposures, ``keys`` (B,) one key per hour. A person meets
+    hours' exposures, ``keys`` (B,) one key per hour, ``opp`` (B, N, C) and
+    ``total`` (B, N) the hours' :func:`opportunity_tables`. A person meets
     Poisson(``lam[c] = opp[c] x exposure``) opportunities on channel ``c``;
     wins are Poisson with rate ``lam x P(win)``, drawn per cell by inverse
     CDF from one uniform (clicked wins, then unclicked ones, then the price
@@ -417,12 +426,12 @@ def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise
     n_ch = params.n_channels
     cells = n_b * n
     size = max(1, -(-cells // _CHUNK_SHARE))
-    opp_tab, tot_tab = tables
     split = jax.vmap(jax.random.split)(keys)  # (B, 2)
     k_person, k_cell = split[:, 0], split[:, 1]
     u_p = jax.vmap(lambda k: jax.random.uniform(k, (n,), minval=1e-7, maxval=1 - 1e-7))(k_person)
     scale = (expo * persons.valid).reshape(cells)
-    total = tot_tab[hods].reshape(cells) * scale
+    total = total.reshape(cells) * scale
+    opp = opp.reshape(cells, n_ch)
     none = jnp.exp(-total)
     u_p = u_p.reshape(cells)
     cand = u_p > none
@@ -439,7 +448,7 @@ def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise
         hb, person = j // n, j % n
         hod = hods[hb]
         s_j, p_j = seg[person], prof[person]  # (M,)
-        lam = opp_tab[hod, person] * jnp.where(ok, scale[j], 0.0)[:, None]  # (M, C)
+        lam = opp[j] * jnp.where(ok, scale[j], 0.0)[:, None]  # (M, C)
         # the first channel with a candidate cell: inverse CDF of the person-hour's uniform
         some = jnp.maximum(-jnp.expm1(-total[j]), _TINY)
         v = (u_p[j] - none[j]) / some
@@ -506,10 +515,13 @@ def _draw_auctions(params, persons, hods, bids, expo, keys, tables, *, bid_noise
     )
 
 
-def _expected_draws(params, persons, hod, bids_hour, expo, tables) -> _Draws:
-    """``mode="mean"``: expected wins, clicks and cost of one hour (smooth in the bids)."""
+def _expected_draws(params, persons, hod, bids_hour, expo, opp) -> _Draws:
+    """``mode="mean"``: expected wins, clicks and cost of one hour (smooth in the bids).
+
+    ``opp`` (N, C) is the hour's :func:`opportunity_tables` row.
+    """
     seg = persons.segment
-    opp = tables[0][hod] * (expo * persons.valid)[:, None]  # (N, C)
+    opp = opp * (expo * persons.valid)[:, None]  # (N, C)
     bid = bids_hour.T[seg]  # (N, C)
     cdf_b = _mixture_cdf(params, hod, jnp.log(jnp.maximum(bid, _TINY)))  # (N, C, J)
     p_win = jnp.sum(params.bid_weight * cdf_b, axis=-1)
@@ -568,14 +580,14 @@ def step(
     kernel = kernel_ops(params) if kernel is None else kernel
     if not ads:
         return _advance(params, persons, state, expo, mid, None, budget, False, mode, kernel)
-    tables = opportunity_tables(params, persons) if tables is None else tables
     hod = hour % HOURS
+    opp, total = _hour_opportunities(params, persons, hod, tables)
     if mode == "mean":
-        draws = _expected_draws(params, persons, hod, bids_hour, expo, tables)
+        draws = _expected_draws(params, persons, hod, bids_hour, expo, opp)
     else:
         batch = _draw_auctions(
-            params, persons, hod[None], bids_hour[None], expo[None], key[None], tables,
-            bid_noise=bid_noise,
+            params, persons, hod[None], bids_hour[None], expo[None], key[None],
+            opp[None], total[None], bid_noise=bid_noise,
         )  # fmt: skip
         draws = jax.tree_util.tree_map(lambda a: a[0], batch)
     bidding = jnp.max(bids_hour) > 0
@@ -752,13 +764,13 @@ def rollout(
             draws = None
         else:
             draws = _draw_auctions(
-                params, persons, hods, bids_day, expo, keys_day, tabs, bid_noise=bid_noise
+                params, persons, hods, bids_day, expo, keys_day, *tabs, bid_noise=bid_noise
             )
 
         def hour_body(s, y):
             h, dr = y
             if mode == "mean":
-                dr = _expected_draws(params, persons, h, bids_day[h], expo[h], tabs)
+                dr = _expected_draws(params, persons, h, bids_day[h], expo[h], tabs[0][h])
             bidding = jnp.max(bids_day[h]) > 0
             return _advance(params, persons, s, expo[h], mid[h], dr, budget, bidding, mode, kops)
 
