@@ -294,6 +294,11 @@ def _mixture_cdf(params: SimParams, hod, logx):
     return ndtr(z)
 
 
+def _win_probability(cdf_b, weight, bid, floor):
+    """P(win) of a bid: the mixture CDF ``sum_j weight_j cdf_b_j``, 0 without a bid above the floor."""
+    return jnp.where((bid > 0) & (bid > floor), jnp.sum(weight * cdf_b, axis=-1), 0.0)
+
+
 def _expected_price(params: SimParams, hod, bid, cdf_b):
     """E[price | win] per (N, C) in closed form (second price with floor, or first price)."""
     loc = params.bid_loc[:, hod, :]  # (C, J)
@@ -479,8 +484,7 @@ def _draw_auctions(params, persons, hods, bids, expo, keys, opp, total, *, bid_n
             sig, w_mix = params.bid_sigma[ch], params.bid_weight[ch]  # (M, J)
             floor = params.floor[ch]
             cdf_b = ndtr((jnp.log(jnp.maximum(bid, _TINY))[:, None] - loc) / sig)
-            p_win = jnp.sum(w_mix * cdf_b, axis=-1)
-            p_win = jnp.where((bid > 0) & (bid > floor) & ok2, p_win, 0.0)
+            p_win = jnp.where(ok2, _win_probability(cdf_b, w_mix, bid, floor), 0.0)
             ctr = jnp.minimum(params.ctr[s_q, ch] * params.profile_ctr[p_q, ch], 1.0)
             rate = lam_f[qq] * p_win
             clicks, v = _poisson_icdf(jnp.clip(u_f[qq], 1e-7, 1 - 1e-7), rate * ctr)
@@ -524,8 +528,7 @@ def _expected_draws(params, persons, hod, bids_hour, expo, opp) -> _Draws:
     opp = opp * (expo * persons.valid)[:, None]  # (N, C)
     bid = bids_hour.T[seg]  # (N, C)
     cdf_b = _mixture_cdf(params, hod, jnp.log(jnp.maximum(bid, _TINY)))  # (N, C, J)
-    p_win = jnp.sum(params.bid_weight * cdf_b, axis=-1)
-    p_win = jnp.where((bid > 0) & (bid > params.floor), p_win, 0.0)
+    p_win = _win_probability(cdf_b, params.bid_weight, bid, params.floor)
     ctr = jnp.minimum(params.ctr[seg] * params.profile_ctr[persons.profile], 1.0)
     wins = opp * p_win
     clicks = wins * ctr
