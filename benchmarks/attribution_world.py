@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--kernel", default="exponential")
     ap.add_argument("--active-gap-days", type=float, default=0.0)
     ap.add_argument("--no-future-touches", action="store_true")
+    ap.add_argument("--activity", default=None, help="attribution.activity (default: the config's)")
     ap.add_argument("--baseline-decay", action="store_true")
     ap.add_argument("--true-map", action="store_true", help="use truth/devices.parquet as map")
     ap.add_argument("--identity-draws", type=int, default=None, help="person-map draws fitted")
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
                     "active_gap_days": a.active_gap_days,
                     "future_touches": not a.no_future_touches,
                     "baseline_decay": a.baseline_decay,
+                    **({"activity": a.activity} if a.activity else {}),
                     **({"identity_draws": a.identity_draws} if a.identity_draws else {}),
                 }
             },

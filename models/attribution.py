@@ -52,8 +52,9 @@ Outputs, per posterior draw (see ``docs/attribution.md``):
   the expected effect of the touches the person would have kept receiving
   after ``T`` had they not converted (``future_touches``; their own touch
   rate before ``T`` shrunk to the segment's), but only while they remain
-  *active*: ``activity = "exponential"`` (default) estimates from the
-  silences after each person's last touch how long persons stay reachable
+  *active*: ``activity = "weibull"`` (default; ``"exponential"`` its
+  constant-hazard special case) estimates from the silences after each
+  person's last touch how long persons stay reachable
   (:func:`activity_model`), and the incremental count is the expected number
   of converters who stop being active before ``H_{-c}`` reaches ``H(T)``;
   ``"horizon"`` keeps everyone active until ``as_of``. Censored persons
@@ -94,9 +95,17 @@ from gaelp_bayes.journeys import TOUCH_TYPES
 
 KERNELS = ("exponential", "gamma")
 #: How long a converter would have stayed reachable after converting (counterfactual).
-ACTIVITY = ("exponential", "horizon")
+ACTIVITY = ("exponential", "weibull", "horizon")
 #: Grid points over ``[T, as_of]`` on which the counterfactual intensity is evaluated.
 ACTIVITY_GRID = 48
+
+
+def activity_grid(rest: np.ndarray) -> np.ndarray:
+    """(N, ``ACTIVITY_GRID``) further active days ``u`` in ``[0, rest]``, denser near 0."""
+    q = (np.arange(ACTIVITY_GRID) / (ACTIVITY_GRID - 1)) ** 2
+    return np.asarray(rest, np.float64)[:, None] * q[None, :]
+
+
 #: Smallest time difference (days) the kernel is evaluated at (about 0.01 s).
 D_MIN = 1e-7
 #: Sampled (free) variables, in a fixed order; which exist depends on data and config.
@@ -125,7 +134,7 @@ class AttributionConfig:
     baseline_decay: bool = False
     future_touches: bool = True
     future_prior_days: float = 1.0
-    activity: str = "exponential"
+    activity: str = "weibull"
     activity_prior_days: float = 5.0
     bin_log_width: float = 0.02
     parametrization: str = "auto"
@@ -215,9 +224,10 @@ class AttributionData:
     rows: ``c_seg`` per converter; touch rows ``ct_conv`` (converter index),
     ``ct_cell``, ``ct_channel``, ``ct_days`` (``T - t``) and ``ct_horizon``
     (``A - t``, days to ``as_of``). ``c_end`` / ``c_horizon``: ``T`` and ``A``.
-    ``c_active_prob`` / ``c_leave_rate``: per converter, P(still active at
-    ``T``) and the segment's rate of leaving (:func:`activity_model`);
-    ``activity_days``: the segment's mean active days (``1 / rate``).
+    ``c_remain_surv`` (converters, ``ACTIVITY_GRID``): per converter,
+    ``P(R > u)`` for the further active days ``R`` after ``T`` on the grid
+    ``u = (A - T) q`` of :func:`activity_grid` (:func:`activity_model`);
+    ``activity_days``: the segment's mean active days.
     """
 
     touches: Touches
@@ -234,8 +244,7 @@ class AttributionData:
     c_active: np.ndarray
     c_base_end: np.ndarray
     c_future_rate: np.ndarray
-    c_active_prob: np.ndarray
-    c_leave_rate: np.ndarray
+    c_remain_surv: np.ndarray
     activity_days: np.ndarray
     ct_conv: np.ndarray
     ct_cell: np.ndarray
@@ -322,7 +331,7 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
     S, C, K = len(t.segments), len(t.channels), len(t.touch_types)
     if t.n_persons == 0:
         raise DataError("the attribution model needs at least one person with a touch; found none")
-    base_end, active, leave, p_active = baseline_terms(t, cfg)
+    base_end, active, act = baseline_terms(t, cfg)
     exposure = np.bincount(t.segment, weights=base_end, minlength=S)
     e_seg, e_days, e_count = _log_bins(t.segment, np.maximum(base_end, D_MIN), cfg.bin_log_width)
     cell = (t.segment[t.person] * C + t.channel) * K + t.touch_type
@@ -339,6 +348,9 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
     conv = np.flatnonzero(t.converted)
     conv_index = np.full(t.n_persons, -1, dtype=np.int64)
     conv_index[conv] = np.arange(conv.size)
+    # P(R > u): the further active days after converting, on the counterfactual grid
+    u = activity_grid(np.maximum(t.horizon_days[conv] - t.end_days[conv], 0.0))
+    remain = act.remaining(conv, t.segment[conv], t.end_days[conv], u)
     tm = t.converted[t.person]
     # touches per day each converter would have kept receiving after converting (counterfactual):
     # their own rate before converting, shrunk to the segment's rate over ``future_prior_days``
@@ -368,9 +380,8 @@ def prepare(touches: Touches, config: AttributionConfig | None = None) -> Attrib
         c_active=active[conv].astype(np.float64),
         c_base_end=base_end[conv],
         c_future_rate=future_rate,
-        c_active_prob=p_active[conv],
-        c_leave_rate=leave[t.segment[conv]],
-        activity_days=np.where(leave > 0, 1.0 / np.maximum(leave, 1e-300), np.inf),
+        c_remain_surv=remain,
+        activity_days=act.mean_days,
         ct_conv=conv_index[t.person[tm]],
         ct_cell=cell[tm],
         ct_channel=t.channel[tm],
@@ -432,24 +443,100 @@ def touch_span_days(t: Touches) -> np.ndarray:
     return np.bincount(t.segment, weights=span, minlength=len(t.segments))
 
 
-def activity_model(t: Touches, prior_days: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per segment, the rate at which persons stop being reachable; per person, P(active at end).
+@dataclass
+class Activity:
+    """How long persons stay reachable: ``D ~ Weibull(shape[s], scale[s])`` days from the first touch.
+
+    ``shape = 1`` is the exponential (``activity = "exponential"``). Per person:
+    ``p_active`` = P(still active at the end of follow-up ``E_i`` | the
+    silence after their last touch) and ``active_days``, the expected active
+    days from the first touch to ``E_i``.
+    """
+
+    shape: np.ndarray
+    scale: np.ndarray
+    p_active: np.ndarray
+    active_days: np.ndarray
+
+    @property
+    def leave_rate(self) -> np.ndarray:
+        """Per segment, 1 / mean active days (the exponential's rate)."""
+        return 1.0 / self.mean_days
+
+    @property
+    def mean_days(self) -> np.ndarray:
+        from scipy.special import gamma
+
+        return self.scale * gamma(1.0 + 1.0 / self.shape)
+
+    def remaining(
+        self, persons: np.ndarray, seg: np.ndarray, end: np.ndarray, u: np.ndarray
+    ) -> np.ndarray:
+        """``P(R > u)`` of the further active days ``R`` after ``end`` (days from the first touch).
+
+        ``persons``, ``seg``, ``end``: (N,) rows; ``u``: (N, G).
+        """
+        k, th = self.shape[seg][:, None], self.scale[seg][:, None]
+        e = np.asarray(end, np.float64)[:, None]
+        return self.p_active[persons][:, None] * np.exp(-(((e + u) / th) ** k - (e / th) ** k))
+
+
+#: Quadrature intervals over a silence (``activity = "weibull"``).
+SILENCE_NODES = 48
+#: At most this many persons per segment inform the activity parameters (their ML is precise).
+ACTIVITY_FIT_PERSONS = 20_000
+
+
+def _silence(k: float, th: float, last, gap, lam, moments: bool = False):
+    """Per person: log-likelihood of the silence after the last touch under ``Weibull(k, th)``.
+
+    ``L = S(l + g) exp(-lam g) + int_0^g f(l + y) exp(-lam y) dy`` (still
+    active and silent, or left at ``l + y`` while silent; ``l``: last touch,
+    ``g``: silence). The integral runs over ``SILENCE_NODES`` intervals
+    (denser near 0), with ``f`` at each midpoint and ``exp(-lam y)``
+    integrated exactly. With ``moments``: also P(active at the end) and the
+    expected active days within the silence.
+    """
+    M = SILENCE_NODES
+    q = (np.arange(M + 1) / M) ** 2
+    y = gap[:, None] * q[None, :]
+    ya, yb = y[:, :-1], y[:, 1:]
+    x = last[:, None] + 0.5 * (ya + yb)
+    z = (np.maximum(x, 1e-12) / th) ** k
+    f = k / np.maximum(x, 1e-12) * z * np.exp(-z)
+    la = np.maximum(lam, 1e-12)[:, None]
+    ea, eb = np.exp(-la * ya), np.exp(-la * yb)
+    w0 = (ea - eb) / la
+    left = np.sum(f * w0, axis=1)
+    stay = np.exp(-(((last + gap) / th) ** k) - lam * gap)
+    L = stay + left
+    ll = np.log(np.maximum(L, 1e-300))
+    if not moments:
+        return ll
+    w1 = ((ya + 1.0 / la) * ea - (yb + 1.0 / la) * eb) / la
+    within = (gap * stay + np.sum(f * w1, axis=1)) / np.maximum(L, 1e-300)
+    return ll, stay / np.maximum(L, 1e-300), within
+
+
+def activity_model(t: Touches, prior_days: float, family: str = "exponential") -> Activity:
+    """Per segment, how long persons stay reachable; per person, P(active at the end).
 
     A person is *active* (browsing, reachable by ads) from their first
-    touch until a time ``D ~ Exponential(mu[s])``; while active they touch
-    at rate ``lambda_i`` (their own rate over their observed span, shrunk
-    to the segment's with ``prior_days`` of weight). With ``l_i`` the last
-    touch and ``E_i`` the end of follow-up (conversion or ``as_of``), the
-    likelihood of the silence after ``l_i`` is
-    ``exp(-mu l) [exp(-(mu+lambda) g) + mu / (mu+lambda) (1 - exp(-(mu+lambda) g))]``
-    with ``g = E - l`` (still active and silent, or left while silent);
-    ``mu[s]`` is its maximum over persons of the segment (one dimension,
-    bounded). Returns ``mu`` (S,), ``P(active at E_i | silence)`` (P,) and the
-    expected active days from the first touch to ``E_i`` (P,).
-    Persons who touch until ``as_of`` give ``mu -> 0``: active throughout,
-    the ``"horizon"`` counterfactual.
+    touch for ``D`` days, ``D ~ Exponential`` (``family = "exponential"``) or
+    ``Weibull(shape[s], scale[s])`` (``"weibull"``; shape > 1: leaving gets
+    likelier with time, as with a fixed-length need); while active they
+    touch at rate ``lambda_i`` (their own rate over their observed span,
+    shrunk to the segment's with ``prior_days`` of weight). With ``l_i`` the
+    last touch and ``E_i`` the end of follow-up (conversion or ``as_of``),
+    the likelihood of the silence ``g = E - l`` is
+    ``S(E) exp(-lambda g) + int_0^g f(l + y) exp(-lambda y) dy`` (still active
+    and silent, or left while silent); for the exponential it is
+    ``exp(-mu l) [exp(-(mu+lambda) g) + mu / (mu+lambda) (1 - exp(-(mu+lambda) g))]``.
+    The parameters maximise it over the segment's persons (bounded). Persons
+    who touch until ``as_of`` give a mean far beyond the follow-up: active
+    throughout, the ``"horizon"`` counterfactual.
     """
-    from scipy.optimize import minimize_scalar
+    from scipy.optimize import minimize, minimize_scalar
 
     S = len(t.segments)
     n, last = _touch_count_and_last(t)
@@ -458,10 +545,11 @@ def activity_model(t: Touches, prior_days: float) -> tuple[np.ndarray, np.ndarra
     seg_span = np.bincount(t.segment, weights=last, minlength=S)
     seg_rate = seg_n / np.maximum(seg_span + prior_days * np.bincount(t.segment, minlength=S), 1e-9)
     lam = (np.maximum(n - 1, 0) + prior_days * seg_rate[t.segment]) / (last + prior_days)
-    mu = np.zeros(S)
+    mu = np.full(S, math.exp(-12.0))
+    shape = np.ones(S)
     for s in range(S):
-        k = t.segment == s
-        if not k.any():
+        k = np.flatnonzero(t.segment == s)
+        if not k.size:
             continue
         lk, gk, ak = last[k], gap[k], lam[k]
 
@@ -472,38 +560,68 @@ def activity_model(t: Touches, prior_days: float) -> tuple[np.ndarray, np.ndarra
             return -float(np.sum(-m * lk + np.log(stay + m / a * -np.expm1(-a * gk))))
 
         mu[s] = math.exp(minimize_scalar(nll, bounds=(-12.0, 3.0), method="bounded").x)
-    m = mu[t.segment]
-    a = m + lam
-    stay = np.exp(-a * gap)
-    z = stay + m / a * -np.expm1(-a * gap)
-    p_active = stay / z
-    # E[days active within the silence]: leaving at x < g (density m exp(-a x)) or still active
-    within = (m / a**2 * -np.expm1(-a * gap) - m / a * gap * stay + gap * stay) / z
-    return mu, p_active, last + within
+        if family != "weibull":
+            continue
+        if k.size > ACTIVITY_FIT_PERSONS:
+            k = np.random.default_rng(s).choice(k, ACTIVITY_FIT_PERSONS, replace=False)
+        lk, gk, ak = last[k], gap[k], lam[k]
+
+        def wnll(v, lk=lk, gk=gk, ak=ak):
+            kk, th = math.exp(v[0]), math.exp(v[1])
+            return -float(np.sum(_silence(kk, th, lk, gk, ak)))
+
+        # from the exponential's fit; shape bounded to [0.2, 8], mean to [1e-3, e^12] days
+        res = minimize(
+            wnll,
+            np.array([0.0, -math.log(mu[s])]),
+            method="L-BFGS-B",
+            bounds=[(math.log(0.2), math.log(8.0)), (-7.0, 12.0)],
+        )
+        shape[s] = math.exp(res.x[0])
+        mu[s] = math.exp(-res.x[1])  # 1 / Weibull scale
+    scale = 1.0 / mu
+    p_active = np.empty(t.n_persons)
+    within = np.empty(t.n_persons)
+    for s in range(S):
+        k = np.flatnonzero(t.segment == s)
+        if not k.size:
+            continue
+        if family != "weibull":
+            m, a = mu[s], mu[s] + lam[k]
+            stay = np.exp(-a * gap[k])
+            z = stay + m / a * -np.expm1(-a * gap[k])
+            p_active[k] = stay / z
+            # E[days active within the silence]: leaving at x < g (density m exp(-a x)) or active
+            within[k] = (
+                m / a**2 * -np.expm1(-a * gap[k]) - m / a * gap[k] * stay + gap[k] * stay
+            ) / z
+        else:
+            for c in np.array_split(k, max(1, k.size // 50_000)):
+                _, p_active[c], within[c] = _silence(
+                    shape[s], scale[s], last[c], gap[c], lam[c], moments=True
+                )
+    return Activity(shape, scale, p_active, last + within)
 
 
-def baseline_terms(
-    t: Touches, cfg: AttributionConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def baseline_terms(t: Touches, cfg: AttributionConfig) -> tuple[np.ndarray, np.ndarray, Activity]:
     """Per person: baseline exposure days to the end, baseline weight at the end, and activity.
 
-    Returns ``(exposure, active, leave, p_active)``: ``leave`` (S,) is the
-    segment's rate of leaving and ``p_active`` (P,) P(active at the end)
-    (:func:`activity_model`; zeros and ones with ``activity = "horizon"``).
-    The baseline runs while the person is active: with ``activity =
-    "exponential"`` (and neither ``active_gap_days`` nor ``baseline_decay``)
+    Returns ``(exposure, active, activity)`` (:class:`Activity`; with
+    ``activity = "horizon"`` everyone stays active: ``p_active`` 1 and an
+    unbounded mean). The baseline runs while the person is active: with an
+    activity model (and neither ``active_gap_days`` nor ``baseline_decay``)
     its exposure is the expected active days and its weight in ``h(T)`` is
     ``p_active``; otherwise :func:`baseline_exposure`.
     """
     S = len(t.segments)
-    if cfg.activity == "exponential":
-        leave, p_active, active_days = activity_model(t, cfg.activity_prior_days)
+    if cfg.activity == "horizon":
+        act = Activity(np.ones(S), np.full(S, np.inf), np.ones(t.n_persons), t.end_days.copy())
     else:
-        leave, p_active, active_days = np.zeros(S), np.ones(t.n_persons), None
-    if active_days is not None and cfg.active_gap_days <= 0 and not cfg.baseline_decay:
-        return active_days, p_active, leave, p_active
+        act = activity_model(t, cfg.activity_prior_days, cfg.activity)
+    if cfg.activity != "horizon" and cfg.active_gap_days <= 0 and not cfg.baseline_decay:
+        return act.active_days, act.p_active, act
     exposure, active = baseline_exposure(t, cfg.active_gap_days)
-    return exposure, active, leave, p_active
+    return exposure, active, act
 
 
 # --------------------------------------------------------------------------- kernels
@@ -819,7 +937,7 @@ def exact_log_likelihood(
     d = np.maximum(t.end_days[t.person] - t.days, D_MIN)
     ch = t.channel
     cfg = config or AttributionConfig(active_gap_days=active_gap_days, activity="horizon")
-    base_end, active, _, _ = baseline_terms(t, cfg)
+    base_end, active, _ = baseline_terms(t, cfg)
     h_base = a[t.segment] * active
     if "baseline_decay_days" in params:
         tau = np.asarray(params["baseline_decay_days"])[t.segment]
@@ -840,7 +958,11 @@ def exact_log_likelihood(
 
 
 def derived(
-    data: AttributionData, cfg: AttributionConfig, post: dict[str, np.ndarray], chunk: int = 64
+    data: AttributionData,
+    cfg: AttributionConfig,
+    post: dict[str, np.ndarray],
+    chunk: int = 64,
+    rng: np.random.Generator | None = None,
 ) -> dict[str, np.ndarray]:
     """Per draw: attributed and incremental conversions per (segment, channel).
 
@@ -849,6 +971,13 @@ def derived(
     ``attributed`` (n, S, C), ``attributed_baseline`` (n, S) and
     ``incremental`` (n, S, C); converters without touches are added to the
     baseline.
+
+    ``incremental`` is, per draw, the expected number of conversions lost
+    (``sum_i P(lost_i)``) without ``rng``; with it, a draw of the realized
+    number: each converter's unobserved further activity decides whether
+    they are lost, one uniform per converter and draw shared by all
+    channels (common random numbers), so the interval is for the count
+    among these persons, which is what ``truth/incremental.json`` counts.
     """
     from gaelp_bayes.inference import setup_jax
 
@@ -885,14 +1014,12 @@ def derived(
     rest = np.maximum(data.c_horizon - data.c_end, 0.0)  # days from T to as_of
     fut_len = jnp.asarray(rest, jnp.float32)
     # Counterfactual grid: R = u days of further activity after T, u in [0, as_of - T]
-    # (denser near T). The person stays active R days with P(R > u) = p_active exp(-leave u).
-    q = (np.arange(ACTIVITY_GRID) / (ACTIVITY_GRID - 1)) ** 2
-    u_np = rest[:, None] * q[None, :]
+    # (denser near T); P(R > u) on it is data.c_remain_surv.
+    u_np = activity_grid(rest)
     u = jnp.asarray(u_np, jnp.float32)  # (N, G)
     gap = cfg.active_gap_days
     post_raw = jnp.asarray(np.minimum(u_np, gap) if gap > 0 else u_np, jnp.float32)
-    p_active = jnp.asarray(data.c_active_prob, jnp.float32)
-    leave = jnp.asarray(data.c_leave_rate, jnp.float32)
+    log_surv = jnp.asarray(np.log(np.maximum(data.c_remain_surv, 1e-30)), jnp.float32)
     conv_ch = ct_conv * C + ct_ch
     has_c = jax.ops.segment_sum(jnp.ones_like(ct_d), conv_ch, num_segments=N * C).reshape(N, C) > 0
     seg_ch = c_seg[ct_conv] * C + ct_ch
@@ -900,7 +1027,7 @@ def derived(
 
     T_end = jnp.asarray(data.c_end, jnp.float32)
 
-    def one(alpha, beta, scale, kshape, tau):
+    def one(alpha, beta, scale, kshape, tau, key):
         bf = beta.reshape(-1)[ct_cell]
         sc, sh = scale[ct_ch], kshape[ct_ch]
         th = bf * jnp.exp(kernel_log_pdf(jnp, kernel, ct_d, sh, sc))
@@ -943,18 +1070,22 @@ def derived(
         jm = jnp.maximum(j - 1, 0)
         H0 = jnp.take_along_axis(Hu, jm[..., None], axis=-1)[..., 0]
         H1 = jnp.take_along_axis(Hu, j[..., None], axis=-1)[..., 0]
-        ub = jnp.broadcast_to(u[:, None, :], Hu.shape)
-        u0 = jnp.take_along_axis(ub, jm[..., None], axis=-1)[..., 0]
-        u1 = jnp.take_along_axis(ub, j[..., None], axis=-1)[..., 0]
         frac = jnp.clip((H_T[:, None] - H0) / jnp.maximum(H1 - H0, 1e-30), 0.0, 1.0)
-        r_star = u0 + frac * (u1 - u0)
-        p_mid = 1.0 - p_active[:, None] * jnp.exp(-leave[:, None] * r_star)
+        # P(R > r*) interpolated in log between the grid points (exact for an exponential R)
+        ls = jnp.broadcast_to(log_surv[:, None, :], Hu.shape)
+        ls0 = jnp.take_along_axis(ls, jm[..., None], axis=-1)[..., 0]
+        ls1 = jnp.take_along_axis(ls, j[..., None], axis=-1)[..., 0]
+        p_mid = 1.0 - jnp.exp(ls0 + frac * (ls1 - ls0))
         p_lost = jnp.where(reach.any(axis=-1), jnp.where(j == 0, 0.0, p_mid), 1.0)
+        if realized:
+            p_lost = (jax.random.uniform(key, (N, 1)) < p_lost).astype(p_lost.dtype)
         inc = jax.ops.segment_sum(p_lost * has_c, c_seg, num_segments=S)
         return credit, credit_base, inc
 
     decay = "baseline_decay_days" in post
     taus = post["baseline_decay_days"] if decay else np.ones((n, S))
+    realized = rng is not None
+    keys = jax.random.split(jax.random.PRNGKey(int(rng.integers(2**31)) if realized else 0), n)
     f = jax.jit(jax.vmap(one))
     # a draw holds a few (N, C, G) arrays: keep a chunk to about 4e7 floats
     chunk = max(1, min(chunk, int(4e7 // max(N * C * ACTIVITY_GRID, 1))))
@@ -967,6 +1098,7 @@ def derived(
             jnp.asarray(post["kernel_scale_days"][i:j], jnp.float32),
             jnp.asarray(post["kernel_shape"][i:j], jnp.float32),
             jnp.asarray(taus[i:j], jnp.float32),
+            keys[i:j],
         )
         outs["attributed"].append(np.asarray(cr, np.float64))
         outs["attributed_baseline"].append(np.asarray(cb, np.float64) + no_touch)
@@ -1203,7 +1335,7 @@ class AttributionModel:
             for k in ("alpha", "beta", "kernel_scale_days", "kernel_shape", "baseline_decay_days")
             if k in post
         }
-        der = derived(data, self.config, flat)
+        der = derived(data, self.config, flat, rng=np.random.default_rng(self.sampler.seed + 2))
         t = data.touches
 
         def da(v, dims):
@@ -1436,6 +1568,7 @@ def simulate(
     extra_touches: dict[int, int] | None = None,
     counterfactual: bool = True,
     activity_days: np.ndarray | None = None,
+    activity_shape: float = 1.0,
 ) -> tuple[Touches, dict[str, np.ndarray]]:
     """Simulate persons from the model's generative process (one parameter set).
 
@@ -1448,9 +1581,10 @@ def simulate(
     and kept apart as the person's *potential* touches. ``extra_touches``
     ``{person: n}`` adds ``n`` touches to a person (edge cases);
     ``counterfactual = False`` skips computing ``incremental`` (zeros; speed runs).
-    ``activity_days`` (S,): persons are active for ``D ~ Exponential(mean
-    activity_days[s])`` days only; touches and the baseline stop when
-    activity ends (touch effects run on), as in the example world.
+    ``activity_days`` (S,): persons are active for ``D`` days only, ``D ~
+    Weibull(activity_shape)`` with mean ``activity_days[s]`` (shape 1: the
+    exponential); touches and the baseline stop when activity ends (touch
+    effects run on), as in the example world.
 
     Returns the observed :class:`Touches` and the truth: ``incremental``
     (C,) conversions before ``A`` lost without each channel under common
@@ -1466,11 +1600,13 @@ def simulate(
     seg = np.repeat(np.arange(S), persons)
     P = seg.size
     A = rng.uniform(1.0, follow_up_days, P)
-    D = (
-        np.full(P, np.inf)
-        if activity_days is None
-        else rng.exponential(np.asarray(activity_days, float)[seg])
-    )
+    if activity_days is None:
+        D = np.full(P, np.inf)
+    else:
+        from scipy.special import gamma as gamma_fn
+
+        mean = np.asarray(activity_days, float)[seg]
+        D = mean / gamma_fn(1.0 + 1.0 / activity_shape) * rng.weibull(activity_shape, P)
     reach = np.minimum(A, D)
     rate = np.asarray(touch_rate, float)
     n = rng.poisson(rate.sum() * reach)
