@@ -8,6 +8,10 @@ to prepare the data (binning) and to fit, and compares with the same fit
 on a tenth of the persons in the same run (how cost grows).
 
     python benchmarks/attribution_speed.py --nuts-persons 100000 --svi-persons 1000000
+
+``--prepare-persons N`` (with ``--nuts-persons 0 --svi-persons 0``) times
+only the data preparation at ``N`` persons for each activity model
+(median of ``--repeats``) and prints the ratio to the exponential one.
 """
 
 from __future__ import annotations
@@ -75,8 +79,27 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--skip-tenth", action="store_true", help="do not fit a tenth of the persons first"
     )
+    ap.add_argument("--prepare-persons", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
     from gaelp_bayes.inference import setup_jax
+
+    if a.prepare_persons > 0:
+        import statistics
+
+        from gaelp_bayes.models import attribution as A
+
+        t = simulated(a.prepare_persons, a.seed)
+        secs = {}
+        for family in ("exponential", "weibull"):
+            runs = []
+            for _ in range(a.repeats):
+                t0 = time.perf_counter()
+                A.prepare(t, A.AttributionConfig(activity=family))
+                runs.append(time.perf_counter() - t0)
+            secs[family] = statistics.median(runs)
+            print(f"prepare, activity {family}: median {secs[family]:.1f} s of {a.repeats}")
+        print(f"ratio weibull / exponential: {secs['weibull'] / secs['exponential']:.1f}")
 
     setup_jax()
     for method, n in (("nuts", a.nuts_persons), ("svi", a.svi_persons)):

@@ -98,14 +98,6 @@ KERNELS = ("exponential", "gamma")
 ACTIVITY = ("exponential", "weibull", "horizon")
 #: Grid points over ``[T, as_of]`` on which the counterfactual intensity is evaluated.
 ACTIVITY_GRID = 48
-
-
-def activity_grid(rest: np.ndarray) -> np.ndarray:
-    """(N, ``ACTIVITY_GRID``) further active days ``u`` in ``[0, rest]``, denser near 0."""
-    q = (np.arange(ACTIVITY_GRID) / (ACTIVITY_GRID - 1)) ** 2
-    return np.asarray(rest, np.float64)[:, None] * q[None, :]
-
-
 #: Smallest time difference (days) the kernel is evaluated at (about 0.01 s).
 D_MIN = 1e-7
 #: Sampled (free) variables, in a fixed order; which exist depends on data and config.
@@ -121,6 +113,12 @@ FREE_SITES = (
     "log_kernel_shape",
     "log_baseline_decay",
 )
+
+
+def activity_grid(rest: np.ndarray) -> np.ndarray:
+    """(N, ``ACTIVITY_GRID``) further active days ``u`` in ``[0, rest]``, denser near 0."""
+    q = (np.arange(ACTIVITY_GRID) / (ACTIVITY_GRID - 1)) ** 2
+    return np.asarray(rest, np.float64)[:, None] * q[None, :]
 
 
 @dataclass(frozen=True)
