@@ -1604,7 +1604,10 @@ def simulate(
         from scipy.special import gamma as gamma_fn
 
         mean = np.asarray(activity_days, float)[seg]
-        D = mean / gamma_fn(1.0 + 1.0 / activity_shape) * rng.weibull(activity_shape, P)
+        if activity_shape == 1.0:
+            D = rng.exponential(mean)
+        else:
+            D = mean / gamma_fn(1.0 + 1.0 / activity_shape) * rng.weibull(activity_shape, P)
     reach = np.minimum(A, D)
     rate = np.asarray(touch_rate, float)
     n = rng.poisson(rate.sum() * reach)

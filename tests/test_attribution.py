@@ -352,16 +352,8 @@ def test_incremental_with_true_parameters_matches_simulated_truth():
     assert np.all(naive >= est) and naive.sum() > truth["incremental"].sum() + 3 * sd.sum() / 2
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_incremental_with_activity_ending_matches_simulated_truth(seed):
-    """Persons reachable only for an Exponential(6 or 12 days) period, as in the example world.
-
-    The activity model recovers the mean active days (tolerance: 15%, about
-    3 standard errors over seeds 0-2 at this size, where estimates were
-    6.3-6.5 and 11.3-12.1) and the counterfactual matches the
-    common-random-numbers truth within 3 Poisson standard deviations; the
-    "horizon" counterfactual (everyone active until as_of) halves it.
-    """
+def _activity_world(seed, shape):
+    """3,000 persons reachable for Weibull(``shape``) periods of mean 6 and 12 days."""
     p = _params(S=2)
     days = np.array([6.0, 12.0])
     t, truth = A.simulate(
@@ -372,7 +364,22 @@ def test_incremental_with_activity_ending_matches_simulated_truth(seed):
         40.0,
         _rng(seed),
         activity_days=days,
+        activity_shape=shape,
     )
+    return p, days, t, truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_incremental_with_activity_ending_matches_simulated_truth(seed):
+    """Persons reachable only for an Exponential(6 or 12 days) period, as in the example world.
+
+    The activity model recovers the mean active days (tolerance: 15%, about
+    3 standard errors over seeds 0-2 at this size, where estimates were
+    6.3-6.5 and 11.3-12.1) and the counterfactual matches the
+    common-random-numbers truth within 3 Poisson standard deviations; the
+    "horizon" counterfactual (everyone active until as_of) halves it.
+    """
+    p, days, t, truth = _activity_world(seed, 1.0)
     act = A.activity_model(t, 5.0)
     leave, p_active, active_days = act.leave_rate, act.p_active, act.active_days
     assert np.all(active_days <= t.end_days + 1e-9)
@@ -400,18 +407,7 @@ def test_weibull_activity_recovers_shape_and_the_counterfactual(seed):
     activity model keeps persons active too long after converting, so it
     finds fewer conversions lost, for every channel (z -2.2 to 0.7).
     """
-    p = _params(S=2)
-    days = np.array([6.0, 12.0])
-    t, truth = A.simulate(
-        p,
-        [1500, 1500],
-        np.array([0.3, 0.15]),
-        np.array([0.8, 0.2]),
-        40.0,
-        _rng(seed),
-        activity_days=days,
-        activity_shape=2.0,
-    )
+    p, days, t, truth = _activity_world(seed, 2.0)
     act = A.activity_model(t, 5.0, "weibull")
     assert np.all(np.abs(act.shape - 2.0) < 0.5), act.shape
     assert np.all(np.abs(act.mean_days - days) < 0.15 * days), act.mean_days
