@@ -55,8 +55,10 @@ Outputs, per posterior draw (see ``docs/attribution.md``):
   *active*: ``activity = "weibull"`` (default; ``"exponential"`` its
   constant-hazard special case) estimates from the silences after each
   person's last touch how long persons stay reachable
-  (:func:`activity_model`), and the incremental count is the expected number
-  of converters who stop being active before ``H_{-c}`` reaches ``H(T)``;
+  (:func:`activity_model`), and the incremental count is the number of
+  converters who stop being active before ``H_{-c}`` reaches ``H(T)``
+  (per draw, each converter's further activity drawn from the model, so
+  the interval is for the count among these persons; :func:`derived`);
   ``"horizon"`` keeps everyone active until ``as_of``. Censored persons
   cannot be lost (removing touches only lowers ``h``). This is the
   definition of the example world's ``truth/incremental.json``.
@@ -490,33 +492,42 @@ def _silence(k: float, th: float, last, gap, lam, moments: bool = False):
 
     ``L = S(l + g) exp(-lam g) + int_0^g f(l + y) exp(-lam y) dy`` (still
     active and silent, or left at ``l + y`` while silent; ``l``: last touch,
-    ``g``: silence). The integral runs over ``SILENCE_NODES`` intervals
-    (denser near 0), with ``f`` at each midpoint and ``exp(-lam y)``
-    integrated exactly. With ``moments``: also P(active at the end) and the
-    expected active days within the silence.
+    ``g``: silence), computed as ``S(l)`` times the same terms conditional on
+    ``D > l`` (no underflow when ``(l / th)^k`` is large). The integral runs
+    over ``SILENCE_NODES`` intervals (denser near 0): each interval's
+    probability of leaving, exact (``S(l + y_a) - S(l + y_b)``; also where
+    the density is singular at 0, shape < 1), times the interval's mean of
+    ``exp(-lam y)`` (exact, stable as ``lam -> 0``). With ``moments``: also
+    P(active at the end) and the expected active days within the silence
+    (a leaver at their interval's mean position under ``exp(-lam y)``).
     """
     M = SILENCE_NODES
     q = (np.arange(M + 1) / M) ** 2
     y = gap[:, None] * q[None, :]
+    zl = (last / th) ** k
+    cum = ((last[:, None] + y) / th) ** k - zl[:, None]  # Lambda(l + y) - Lambda(l), >= 0
+    surv = np.exp(-cum)  # P(D > l + y | D > l)
+    dF = surv[:, :-1] - surv[:, 1:]
     ya, yb = y[:, :-1], y[:, 1:]
-    x = last[:, None] + 0.5 * (ya + yb)
-    z = (np.maximum(x, 1e-12) / th) ** k
-    f = k / np.maximum(x, 1e-12) * z * np.exp(-z)
-    la = np.maximum(lam, 1e-12)[:, None]
-    ea, eb = np.exp(-la * ya), np.exp(-la * yb)
-    w0 = (ea - eb) / la
-    left = np.sum(f * w0, axis=1)
-    stay = np.exp(-(((last + gap) / th) ** k) - lam * gap)
-    L = stay + left
-    ll = np.log(np.maximum(L, 1e-300))
+    lam = np.asarray(lam, np.float64)[:, None]
+    x = lam * (yb - ya)
+    mean_exp = np.exp(-lam * ya) * np.where(
+        x > 1e-8, -np.expm1(-x) / np.maximum(x, 1e-300), 1.0 - 0.5 * x
+    )
+    stay = surv[:, -1] * np.exp(-lam[:, 0] * gap)
+    left = dF * mean_exp
+    L = np.maximum(stay + left.sum(axis=1), 1e-300)
+    ll = np.log(L) - zl
     if not moments:
         return ll
-    w1 = ((ya + 1.0 / la) * ea - (yb + 1.0 / la) * eb) / la
-    within = (gap * stay + np.sum(f * w1, axis=1)) / np.maximum(L, 1e-300)
-    return ll, stay / np.maximum(L, 1e-300), within
+    # where in its interval a leaver is, on average, under the weight exp(-lam y)
+    xc = np.clip(x, 1e-300, 700.0)
+    pos = np.where(x > 1e-4, 1.0 / xc - 1.0 / np.expm1(xc), 0.5 - x / 12.0)
+    within = (gap * stay + np.sum(left * (ya + (yb - ya) * pos), axis=1)) / L
+    return ll, stay / L, within
 
 
-def activity_model(t: Touches, prior_days: float, family: str = "exponential") -> Activity:
+def activity_model(t: Touches, prior_days: float, family: str = "weibull") -> Activity:
     """Per segment, how long persons stay reachable; per person, P(active at the end).
 
     A person is *active* (browsing, reachable by ads) from their first
@@ -530,12 +541,16 @@ def activity_model(t: Touches, prior_days: float, family: str = "exponential") -
     ``S(E) exp(-lambda g) + int_0^g f(l + y) exp(-lambda y) dy`` (still active
     and silent, or left while silent); for the exponential it is
     ``exp(-mu l) [exp(-(mu+lambda) g) + mu / (mu+lambda) (1 - exp(-(mu+lambda) g))]``.
-    The parameters maximise it over the segment's persons (bounded). Persons
+    The parameters maximise it over the segment's persons (bounded; at most
+    ``ACTIVITY_FIT_PERSONS`` of them, a fixed random subset, inform the
+    Weibull's two). Persons
     who touch until ``as_of`` give a mean far beyond the follow-up: active
     throughout, the ``"horizon"`` counterfactual.
     """
     from scipy.optimize import minimize, minimize_scalar
 
+    if family not in ("exponential", "weibull"):
+        raise ValueError(f"activity family must be 'exponential' or 'weibull', got {family!r}")
     S = len(t.segments)
     n, last = _touch_count_and_last(t)
     gap = np.maximum(t.end_days - last, 0.0)
@@ -568,7 +583,7 @@ def activity_model(t: Touches, prior_days: float, family: str = "exponential") -
             kk, th = math.exp(v[0]), math.exp(v[1])
             return -float(np.sum(_silence(kk, th, lk, gk, ak)))
 
-        # from the exponential's fit; shape bounded to [0.2, 8], mean to [1e-3, e^12] days
+        # from the exponential's fit; shape bounded to [0.2, 8], log scale to [-7, 12]
         res = minimize(
             wnll,
             np.array([0.0, -math.log(mu[s])]),

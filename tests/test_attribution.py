@@ -380,7 +380,7 @@ def test_incremental_with_activity_ending_matches_simulated_truth(seed):
     "horizon" counterfactual (everyone active until as_of) halves it.
     """
     p, days, t, truth = _activity_world(seed, 1.0)
-    act = A.activity_model(t, 5.0)
+    act = A.activity_model(t, 5.0, "exponential")
     leave, p_active, active_days = act.leave_rate, act.p_active, act.active_days
     assert np.all(active_days <= t.end_days + 1e-9)
     assert np.all(np.abs(1.0 / leave - days) < 0.15 * days), 1.0 / leave
@@ -436,13 +436,76 @@ def test_silence_quadrature_matches_the_exponential_closed_form():
     np.testing.assert_allclose(within, exact, rtol=2e-3, atol=1e-3)
 
 
-def test_activity_model_sees_no_ending_when_persons_touch_until_as_of():
+@pytest.mark.parametrize(
+    "k, th, last, gap, lam",
+    [
+        (1.0, 8.0, 3.0, 10.0, 0.0),  # no touches to expect: the silence says nothing
+        (0.5, 10.0, 0.0, 30.0, 0.0),  # shape < 1 from the first touch: singular density at 0
+        (0.3, 10.0, 0.0, 30.0, 0.4),
+        (2.0, 6.0, 4.0, 20.0, 1e-9),
+        (1.6, 12.0, 2.0, 25.0, 5.0),  # frequent toucher: the silence is telling
+        (8.0, 1.0, 5.0, 2.0, 0.3),  # (l / th)^k = 390,625: S(l) underflows
+    ],
+)
+def test_silence_likelihood_matches_numerical_integration(k, th, last, gap, lam):
+    """``_silence`` against ``scipy.integrate.quad`` on the cases that broke earlier forms."""
+    from scipy.integrate import quad
+
+    def log_s(x):
+        return -((x / th) ** k)
+
+    zl = (last / th) ** k
+
+    def f_cond(y):  # density of leaving at l + y, given active at l, times exp(-lam y)
+        x = last + y
+        return k / th * (x / th) ** (k - 1) * np.exp(log_s(x) + zl - lam * y)
+
+    pts = [gap * 1e-6, gap * 1e-3]
+    left = quad(f_cond, 0, gap, points=pts, limit=200)[0]
+    moment = quad(lambda y: y * f_cond(y), 0, gap, points=pts, limit=200)[0]
+    stay = np.exp(log_s(last + gap) + zl - lam * gap)
+    L = stay + left
+    ll, p_active, within = A._silence(
+        k, th, np.array([last]), np.array([gap]), np.array([lam]), moments=True
+    )
+    assert ll[0] == pytest.approx(np.log(L) - zl, abs=2e-3, rel=1e-6)
+    assert p_active[0] == pytest.approx(stay / L, abs=2e-3)
+    assert within[0] == pytest.approx((gap * stay + moment) / L, rel=1e-2, abs=1e-3)
+
+
+@pytest.mark.parametrize("family", ["exponential", "weibull"])
+def test_activity_model_sees_no_ending_when_persons_touch_until_as_of(family):
     t, _, _ = _sim(persons=(1500, 1500), seed=9)
-    act = A.activity_model(t, 5.0)
-    leave, p_active = act.leave_rate, act.p_active
-    # mean active days far beyond the 40-day follow-up: the "horizon" limit
-    assert np.all(1.0 / leave > 400), 1.0 / leave
-    assert p_active[t.converted].mean() > 0.95
+    act = A.activity_model(t, 5.0, family)
+    # nearly everyone still active at the end of the 40-day follow-up: the "horizon" limit
+    still = np.exp(-((40.0 / act.scale) ** act.shape))
+    assert np.all(still > 0.95), (act.shape, act.scale)
+    assert act.p_active[t.converted].mean() > 0.95
+
+
+def test_realized_incremental_draws_scatter_around_the_expected_count():
+    """``derived(..., rng=...)``: per draw a realized count of lost conversions.
+
+    Same parameters in every draw: the draws' mean is the expected count
+    within 4 standard errors, they differ between draws (also across
+    chunks), and they are integers no larger than the converters touched.
+    """
+    p, _, t, _ = _activity_world(0, 2.0)
+    cfg = A.AttributionConfig()
+    data = A.prepare(t, cfg)
+    n = 200
+    post = {k: np.repeat(np.asarray(v)[None], n, axis=0) for k, v in p.items()}
+    expected = A.derived(data, cfg, post)["incremental"].sum(axis=1)  # (n, C)
+    assert np.allclose(expected, expected[0], rtol=1e-5)
+    real = A.derived(data, cfg, post, chunk=16, rng=_rng(1))["incremental"].sum(axis=1)
+    assert np.allclose(real, np.round(real))
+    se = real.std(axis=0) / np.sqrt(n)
+    assert np.all(np.abs(real.mean(axis=0) - expected[0]) < 4 * se + 1e-9), (
+        real.mean(0),
+        expected[0],
+    )
+    assert np.all(real.std(axis=0) > 0)
+    assert np.unique(real[:, 0]).size > 5
 
 
 def test_incremental_with_decaying_baseline_matches_simulated_truth():
