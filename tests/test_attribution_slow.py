@@ -57,7 +57,7 @@ def test_example_world_intervals_cover_truth(tmp_path):
     Identity first, attribution over its person-map draws. Our 90% intervals
     of incremental conversions cover the truth in >= 80% of the 15 (channel,
     seed) cases (measured 13 of 15, docs/attribution.md) and our total
-    absolute error is below every baseline's (measured 646 against 2,410 for
+    absolute error is below every baseline's (measured 644 against 2,410 for
     the best, last touch). About 5 minutes on 2 cores. Not a tolerance
     chosen to pass: the issue's numbers, on the issue's worlds. On a smaller
     world (8,000 persons, seed 1) coverage was 3 of 5 (documented too).
