@@ -459,11 +459,6 @@ class Activity:
     active_days: np.ndarray
 
     @property
-    def leave_rate(self) -> np.ndarray:
-        """Per segment, 1 / mean active days (the exponential's rate)."""
-        return 1.0 / self.mean_days
-
-    @property
     def mean_days(self) -> np.ndarray:
         from scipy.special import gamma
 
@@ -485,6 +480,22 @@ class Activity:
 SILENCE_NODES = 48
 #: At most this many persons per segment inform the activity parameters (their ML is precise).
 ACTIVITY_FIT_PERSONS = 20_000
+
+
+def _silence_exponential(mu: float, last, gap, lam, moments: bool = False):
+    """:func:`_silence` for the exponential (``k = 1``, rate ``mu``), in closed form.
+
+    ``L = exp(-mu l) [exp(-(mu + lam) g) + mu / (mu + lam) (1 - exp(-(mu + lam) g))]``.
+    """
+    a = mu + lam
+    stay = np.exp(-a * gap)
+    z = stay + mu / a * -np.expm1(-a * gap)
+    ll = -mu * last + np.log(z)
+    if not moments:
+        return ll
+    # E[days active within the silence]: leaving at x < g (density mu exp(-a x)) or still active
+    within = (mu / a**2 * -np.expm1(-a * gap) - mu / a * gap * stay + gap * stay) / z
+    return ll, stay / z, within
 
 
 def _silence(k: float, th: float, last, gap, lam, moments: bool = False):
@@ -543,9 +554,8 @@ def activity_model(t: Touches, prior_days: float, family: str = "weibull") -> Ac
     ``exp(-mu l) [exp(-(mu+lambda) g) + mu / (mu+lambda) (1 - exp(-(mu+lambda) g))]``.
     The parameters maximise it over the segment's persons (bounded; at most
     ``ACTIVITY_FIT_PERSONS`` of them, a fixed random subset, inform the
-    Weibull's two). Persons
-    who touch until ``as_of`` give a mean far beyond the follow-up: active
-    throughout, the ``"horizon"`` counterfactual.
+    Weibull's two). Persons who touch until ``as_of`` give a mean far beyond
+    the follow-up: active throughout, the ``"horizon"`` counterfactual.
     """
     from scipy.optimize import minimize, minimize_scalar
 
@@ -560,6 +570,8 @@ def activity_model(t: Touches, prior_days: float, family: str = "weibull") -> Ac
     lam = (np.maximum(n - 1, 0) + prior_days * seg_rate[t.segment]) / (last + prior_days)
     mu = np.full(S, math.exp(-12.0))
     shape = np.ones(S)
+    p_active = np.empty(t.n_persons)
+    within = np.empty(t.n_persons)
     for s in range(S):
         k = np.flatnonzero(t.segment == s)
         if not k.size:
@@ -567,21 +579,18 @@ def activity_model(t: Touches, prior_days: float, family: str = "weibull") -> Ac
         lk, gk, ak = last[k], gap[k], lam[k]
 
         def nll(log_mu, lk=lk, gk=gk, ak=ak):
-            m = math.exp(log_mu)
-            a = m + ak
-            stay = np.exp(-a * gk)
-            return -float(np.sum(-m * lk + np.log(stay + m / a * -np.expm1(-a * gk))))
+            return -float(np.sum(_silence_exponential(math.exp(log_mu), lk, gk, ak)))
 
         mu[s] = math.exp(minimize_scalar(nll, bounds=(-12.0, 3.0), method="bounded").x)
         if family != "weibull":
+            _, p_active[k], within[k] = _silence_exponential(mu[s], lk, gk, ak, moments=True)
             continue
+        fit = k
         if k.size > ACTIVITY_FIT_PERSONS:
-            k = np.random.default_rng(s).choice(k, ACTIVITY_FIT_PERSONS, replace=False)
-        lk, gk, ak = last[k], gap[k], lam[k]
+            fit = np.random.default_rng(s).choice(k, ACTIVITY_FIT_PERSONS, replace=False)
 
-        def wnll(v, lk=lk, gk=gk, ak=ak):
-            kk, th = math.exp(v[0]), math.exp(v[1])
-            return -float(np.sum(_silence(kk, th, lk, gk, ak)))
+        def wnll(v, lk=last[fit], gk=gap[fit], ak=lam[fit]):
+            return -float(np.sum(_silence(math.exp(v[0]), math.exp(v[1]), lk, gk, ak)))
 
         # from the exponential's fit; shape bounded to [0.2, 8], log scale to [-7, 12]
         res = minimize(
@@ -592,27 +601,11 @@ def activity_model(t: Touches, prior_days: float, family: str = "weibull") -> Ac
         )
         shape[s] = math.exp(res.x[0])
         mu[s] = math.exp(-res.x[1])  # 1 / Weibull scale
+        for c in np.array_split(k, max(1, k.size // 50_000)):
+            _, p_active[c], within[c] = _silence(
+                shape[s], 1.0 / mu[s], last[c], gap[c], lam[c], moments=True
+            )
     scale = 1.0 / mu
-    p_active = np.empty(t.n_persons)
-    within = np.empty(t.n_persons)
-    for s in range(S):
-        k = np.flatnonzero(t.segment == s)
-        if not k.size:
-            continue
-        if family != "weibull":
-            m, a = mu[s], mu[s] + lam[k]
-            stay = np.exp(-a * gap[k])
-            z = stay + m / a * -np.expm1(-a * gap[k])
-            p_active[k] = stay / z
-            # E[days active within the silence]: leaving at x < g (density m exp(-a x)) or active
-            within[k] = (
-                m / a**2 * -np.expm1(-a * gap[k]) - m / a * gap[k] * stay + gap[k] * stay
-            ) / z
-        else:
-            for c in np.array_split(k, max(1, k.size // 50_000)):
-                _, p_active[c], within[c] = _silence(
-                    shape[s], scale[s], last[c], gap[c], lam[c], moments=True
-                )
     return Activity(shape, scale, p_active, last + within)
 
 

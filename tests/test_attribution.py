@@ -381,10 +381,9 @@ def test_incremental_with_activity_ending_matches_simulated_truth(seed):
     """
     p, days, t, truth = _activity_world(seed, 1.0)
     act = A.activity_model(t, 5.0, "exponential")
-    leave, p_active, active_days = act.leave_rate, act.p_active, act.active_days
-    assert np.all(active_days <= t.end_days + 1e-9)
-    assert np.all(np.abs(1.0 / leave - days) < 0.15 * days), 1.0 / leave
-    assert np.all((p_active >= 0) & (p_active <= 1))
+    assert np.all(act.active_days <= t.end_days + 1e-9)
+    assert np.all(np.abs(act.mean_days - days) < 0.15 * days), act.mean_days
+    assert np.all((act.p_active >= 0) & (act.p_active <= 1))
     post = {k: np.asarray(v)[None] for k, v in p.items()}
     cfg = A.AttributionConfig()
     est = A.derived(A.prepare(t, cfg), cfg, post)["incremental"][0].sum(axis=0)
